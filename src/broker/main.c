@@ -1,0 +1,172 @@
+/* main.c — expbusd: flags, start-up and exit. The broker's work is in
+ * loop.c (events), peers.c (control protocol) and merge.c (data path). */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "broker.h"
+
+static const char usage[] =
+	"Usage: expbusd [OPTION]...\n"
+	"The expbus broker: merges the shared-memory rings of game processes\n"
+	"into columnar batches for trainers on this host.\n"
+	"\n"
+	"  -s, --socket PATH      control socket (default: $XDG_RUNTIME_DIR/expbus.sock,\n"
+	"                         else /run/expbus/expbus.sock); mode 0600, so only\n"
+	"                         this user may attach\n"
+	"  -g, --group NAME       also let members of group NAME attach (mode 0660)\n"
+	"      --ring-bytes N     default size of a producer ring (default 4M);\n"
+	"                         a producer may ask for its own size\n"
+	"      --max-segment N    largest ring or batch ring a peer may ask for\n"
+	"                         (default 1G)\n"
+	"      --batch N          default records per batch (default 32)\n"
+	"      --delay-ms N       default maximum delay of a partial batch\n"
+	"                         (default 100)\n"
+	"  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
+	"                         to stderr\n"
+	"  -h, --help             show this help\n"
+	"  -V, --version          show the version\n"
+	"\n"
+	"Sizes take a K, M or G suffix (powers of 1024).\n"
+	"SIGTERM or SIGINT: stop accepting, deliver what producers committed,\n"
+	"flush partial batches and exit 0.\n"
+	"Exit status: 0 after a clean stop, 1 when start-up failed, 2 on bad\n"
+	"usage.\n";
+
+uint64_t broker_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || s[0] == '-')
+		return -EINVAL;
+	switch (*end) {
+	case 'k': case 'K': v <<= 10; end++; break;
+	case 'm': case 'M': v <<= 20; end++; break;
+	case 'g': case 'G': v <<= 30; end++; break;
+	default: break;
+	}
+	if (*end || v == 0)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int bad(const char *opt, const char *val)
+{
+	fprintf(stderr, "expbusd: invalid value '%s' for %s\n"
+			"Try 'expbusd --help' for more information.\n",
+		val, opt);
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"group", required_argument, NULL, 'g'},
+		{"ring-bytes", required_argument, NULL, 'r'},
+		{"max-segment", required_argument, NULL, 'm'},
+		{"batch", required_argument, NULL, 'b'},
+		{"delay-ms", required_argument, NULL, 'd'},
+		{"log-level", required_argument, NULL, 'l'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{0},
+	};
+	static struct broker broker;
+	struct broker *b = &broker;
+	char default_path[108];
+	uint64_t v;
+	int c, rc;
+
+	b->cfg.ring_bytes = 4u << 20;
+	b->cfg.max_segment = 1u << 30;
+	b->cfg.default_batch = 32;
+	b->cfg.default_delay_us = 100000;
+	b->cfg.log_level = LOG_INFO;
+	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			b->cfg.socket_path = optarg;
+			break;
+		case 'g': {
+			struct group *gr = getgrnam(optarg);
+			if (!gr) {
+				fprintf(stderr, "expbusd: no group named '%s'\n", optarg);
+				return 2;
+			}
+			b->cfg.has_gid = true;
+			b->cfg.gid = gr->gr_gid;
+			break;
+		}
+		case 'r':
+			if (parse_size(optarg, &b->cfg.ring_bytes) < 0)
+				return bad("--ring-bytes", optarg);
+			break;
+		case 'm':
+			if (parse_size(optarg, &b->cfg.max_segment) < 0)
+				return bad("--max-segment", optarg);
+			break;
+		case 'b':
+			if (parse_size(optarg, &v) < 0 || v > 65536)
+				return bad("--batch", optarg);
+			b->cfg.default_batch = (uint32_t)v;
+			break;
+		case 'd':
+			if (parse_size(optarg, &v) < 0 || v > 60000)
+				return bad("--delay-ms", optarg);
+			b->cfg.default_delay_us = (uint32_t)v * 1000;
+			break;
+		case 'l':
+			b->cfg.log_level = log_parse_level(optarg);
+			if (b->cfg.log_level < 0)
+				return bad("--log-level", optarg);
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			return 0;
+		case 'V':
+			printf("expbusd %d.%d\n", EXPBUS_VERSION_MAJOR,
+			       EXPBUS_VERSION_MINOR);
+			return 0;
+		default:
+			fputs("Try 'expbusd --help' for more information.\n", stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "expbusd: unexpected argument '%s'\n"
+				"Try 'expbusd --help' for more information.\n",
+			argv[optind]);
+		return 2;
+	}
+	if (!b->cfg.socket_path) {
+		if (!expbus_default_socket(default_path, sizeof(default_path))) {
+			fprintf(stderr, "expbusd: $XDG_RUNTIME_DIR is too long for "
+					"a socket path; use --socket\n");
+			return 2;
+		}
+		b->cfg.socket_path = default_path;
+		if (!getenv("XDG_RUNTIME_DIR"))
+			(void)mkdir("/run/expbus", 0755);
+	}
+	rc = broker_open(b) < 0 ? 1 : broker_run(b);
+	broker_close(b);
+	return rc;
+}

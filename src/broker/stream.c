@@ -1,0 +1,157 @@
+/* stream.c — streams: a name, a schema, the producers that write to it and
+ * the subscriptions and groups that read from it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+
+struct stream *stream_find(struct broker *b, const char *name)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++)
+		if (b->streams[i] && strcmp(b->streams[i]->name, name) == 0)
+			return b->streams[i];
+	return NULL;
+}
+
+struct stream *stream_create(struct broker *b, const char *name,
+			     const struct schema *schema)
+{
+	struct stream *s;
+	int slot = -1;
+
+	for (int i = 0; i < STATS_MAX_STREAMS && slot < 0; i++)
+		if (!b->streams[i])
+			slot = i;
+	if (slot < 0)
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	strcpy(s->name, name);
+	s->id = (uint32_t)slot;
+	s->schema = *schema;
+	schema_format(schema, s->canonical, sizeof(s->canonical));
+	s->st = &b->stats->streams[slot];
+	memset(s->st, 0, sizeof(*s->st));
+	s->st->id = s->id;
+	strcpy(s->st->name, name);
+	s->st->schema_hash = schema->hash;
+	s->st->data_size = schema->data_size;
+	/* Long schemas are cut here; the full text is in every reply. */
+	memcpy(s->st->schema, s->canonical, sizeof(s->st->schema) - 1);
+	s->st->schema[sizeof(s->st->schema) - 1] = '\0';
+	s->st->in_use = 1;
+	b->streams[slot] = s;
+	return s;
+}
+
+/* Grows an array of pointers so that one more fits. */
+static int grow(void *arrayp, uint32_t n, uint32_t *cap)
+{
+	void ***array = arrayp;
+	void **bigger;
+	uint32_t want;
+
+	if (n < *cap)
+		return 0;
+	want = *cap ? *cap * 2 : 8;
+	bigger = realloc(*array, sizeof(void *) * want);
+	if (!bigger)
+		return -ENOMEM;
+	*array = bigger;
+	*cap = want;
+	return 0;
+}
+
+/* Removes x from an array of pointers, keeping the order. */
+static bool drop(void **array, uint32_t *n, const void *x)
+{
+	for (uint32_t i = 0; i < *n; i++) {
+		if (array[i] == x) {
+			memmove(&array[i], &array[i + 1],
+				sizeof(void *) * (*n - i - 1));
+			(*n)--;
+			return true;
+		}
+	}
+	return false;
+}
+
+int stream_add_producer(struct stream *s, struct producer *p)
+{
+	if (grow(&s->producers, s->n_producers, &s->cap_producers) < 0)
+		return -ENOMEM;
+	s->producers[s->n_producers++] = p;
+	return 0;
+}
+
+void stream_remove_producer(struct stream *s, struct producer *p)
+{
+	drop((void **)s->producers, &s->n_producers, p);
+	if (s->rr >= s->n_producers)
+		s->rr = 0;
+}
+
+static struct consumer_group *group_find(struct stream *s, const char *name)
+{
+	for (uint32_t i = 0; i < s->n_groups; i++)
+		if (strcmp(s->groups[i]->name, name) == 0)
+			return s->groups[i];
+	return NULL;
+}
+
+int stream_add_subscription(struct broker *b, struct stream *s,
+			    struct subscription *sub, const char *group)
+{
+	struct consumer_group *g;
+
+	(void)b;
+	if (!group || !group[0]) {
+		if (grow(&s->subs, s->n_subs, &s->cap_subs) < 0)
+			return -ENOMEM;
+		s->subs[s->n_subs++] = sub;
+		return 0;
+	}
+	g = group_find(s, group);
+	if (!g) {
+		if (grow(&s->groups, s->n_groups, &s->cap_groups) < 0)
+			return -ENOMEM;
+		g = calloc(1, sizeof(*g));
+		if (!g)
+			return -ENOMEM;
+		strcpy(g->name, group);
+		g->stream = s;
+		s->groups[s->n_groups++] = g;
+	}
+	return group_add_member(g, sub);
+}
+
+static void group_free(struct consumer_group *g)
+{
+	free(g->members);
+	free(g->map_keys);
+	free(g->map_vals);
+	free(g->orphans);
+	free(g);
+}
+
+bool stream_remove_subscription(struct broker *b, struct stream *s,
+				struct subscription *sub)
+{
+	struct consumer_group *g = sub->group;
+	bool orphaned;
+
+	(void)b;
+	if (!g) {
+		drop((void **)s->subs, &s->n_subs, sub);
+		return false;
+	}
+	orphaned = group_forget_member(g, sub);
+	if (g->n_members == 0 && g->n_orphans == 0) {
+		drop((void **)s->groups, &s->n_groups, g);
+		group_free(g);
+	}
+	return orphaned;
+}

@@ -1,0 +1,179 @@
+/* client.c — the context, connecting to the broker, and one request/reply
+ * exchange on a fresh connection, shared by producers and consumers. */
+#include "client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int expbus_new(const char *socket_path, struct expbus **ret)
+{
+	struct expbus *bus = calloc(1, sizeof(*bus));
+
+	if (!bus)
+		return -ENOMEM;
+	if (socket_path) {
+		if (strlen(socket_path) >= sizeof(bus->socket_path)) {
+			free(bus);
+			return -ENAMETOOLONG;
+		}
+		strcpy(bus->socket_path, socket_path);
+	} else if (!expbus_default_socket(bus->socket_path,
+					  sizeof(bus->socket_path))) {
+		free(bus);
+		return -ENAMETOOLONG;
+	}
+	*ret = bus;
+	return 0;
+}
+
+struct expbus *expbus_free(struct expbus *bus)
+{
+	free(bus);
+	return NULL;
+}
+
+const char *expbus_last_error(const struct expbus *bus)
+{
+	return bus ? bus->error : "";
+}
+
+const char *expbus_socket_path(const struct expbus *bus)
+{
+	return bus->socket_path;
+}
+
+char *expbus_default_socket(char *buf, size_t len)
+{
+	const char *dir = getenv("XDG_RUNTIME_DIR");
+	int n;
+
+	if (dir && dir[0])
+		n = snprintf(buf, len, "%s/expbus.sock", dir);
+	else
+		n = snprintf(buf, len, "/run/expbus/expbus.sock");
+	return n < 0 || (size_t)n >= len ? NULL : buf;
+}
+
+int client_fail(struct expbus *bus, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(bus->error, sizeof(bus->error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+int client_connect(struct expbus *bus)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, err;
+
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return client_fail(bus, -errno, "socket: %s", strerror(errno));
+	memcpy(sa.sun_path, bus->socket_path, sizeof(sa.sun_path));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		err = -errno;
+		(void)close(fd);
+		return client_fail(bus, err,
+				   "cannot reach the broker at %s: %s (is expbusd "
+				   "running with --socket %s?)",
+				   bus->socket_path, strerror(-err),
+				   bus->socket_path);
+	}
+	return fd;
+}
+
+uint64_t client_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int client_wait(int fd, int sock, int timeout_ms)
+{
+	struct pollfd pfd[2] = {
+		{.fd = fd, .events = POLLIN},
+		{.fd = sock, .events = POLLRDHUP},
+	};
+	int n = poll(pfd, 2, timeout_ms);
+
+	if (n < 0)
+		return -errno;
+	if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+		return -EPIPE;
+	return n > 0 && (pfd[0].revents & POLLIN) ? 1 : 0;
+}
+
+static ssize_t reply_error(struct expbus *bus, const void *buf, size_t len)
+{
+	const struct msg_error *e = buf;
+	int error;
+
+	if (len < sizeof(*e) || e->text_len != len - sizeof(*e))
+		return client_fail(bus, -EPROTO, "malformed error reply from broker");
+	error = e->error > 0 && e->error < 4096 ? e->error : EPROTO;
+	return client_fail(bus, -error, "broker refused: %.*s", (int)e->text_len,
+			   (const char *)(e + 1));
+}
+
+ssize_t client_request(struct expbus *bus, int sock, const void *req,
+		       size_t len, int want, void *reply, size_t cap, int *fds,
+		       int nfds)
+{
+	/* Big enough for any reply, an error's text included. */
+	union {
+		struct msg_header h;
+		char bytes[16384];
+	} buf;
+	char why[256];
+	int got[PROTO_MAX_FDS], ngot = 0, type, err;
+	ssize_t n;
+
+	err = proto_send(sock, req, len, NULL, 0);
+	if (err < 0)
+		return client_fail(bus, err, "sending to broker at %s: %s",
+				   bus->socket_path, strerror(-err));
+	err = client_wait(sock, -1, CLIENT_REPLY_TIMEOUT_MS);
+	if (err == 0)
+		return client_fail(bus, -ETIMEDOUT,
+				   "broker at %s did not answer within %d ms",
+				   bus->socket_path, CLIENT_REPLY_TIMEOUT_MS);
+	if (err < 0)
+		return client_fail(bus, err, "waiting for broker: %s",
+				   strerror(-err));
+	n = proto_recv(sock, &buf, sizeof(buf), got, &ngot);
+	if (n == 0)
+		return client_fail(bus, -EPIPE, "broker closed the connection");
+	if (n < 0)
+		return client_fail(bus, (int)n, "reading broker reply: %s",
+				   strerror((int)-n));
+	type = proto_check(&buf, (size_t)n, why, sizeof(why));
+	if (type < 0) {
+		proto_close_fds(got, ngot);
+		return client_fail(bus, -EPROTO, "bad reply from broker: %s", why);
+	}
+	if (type == MSG_ERROR) {
+		proto_close_fds(got, ngot);
+		return reply_error(bus, &buf, (size_t)n);
+	}
+	if (type != want || ngot != nfds || (size_t)n > cap) {
+		proto_close_fds(got, ngot);
+		return client_fail(bus, -EPROTO,
+				   "unexpected reply from broker (type %d, %d fds)",
+				   type, ngot);
+	}
+	memcpy(fds, got, sizeof(int) * (size_t)nfds);
+	memcpy(reply, &buf, (size_t)n);
+	return n;
+}

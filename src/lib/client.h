@@ -1,0 +1,41 @@
+/* client.h — what producer.c and consumer.c share: the context, the
+ * connection to the broker and one request/reply exchange. */
+#ifndef EXPBUS_CLIENT_H
+#define EXPBUS_CLIENT_H
+
+#include <stddef.h>
+#include <sys/un.h>
+
+#include "expbus.h"
+#include "proto.h"
+
+#define CLIENT_REPLY_TIMEOUT_MS 10000
+
+struct expbus {
+	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	char error[PROTO_ERROR_TEXT + 256];
+};
+
+/* Records a failure message on the context; returns err for chaining. */
+int client_fail(struct expbus *bus, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Connects a new SOCK_SEQPACKET socket to the broker. Returns the fd or a
+ * negative errno with a message naming the socket. */
+int client_connect(struct expbus *bus);
+
+/* Sends req, waits for the reply of type want with exactly nfds fds into
+ * reply (cap bytes). A MSG_ERROR reply becomes its negative errno with the
+ * broker's text as the context's error. Returns the reply's length. */
+ssize_t client_request(struct expbus *bus, int sock, const void *req,
+		       size_t len, int want, void *reply, size_t cap, int *fds,
+		       int nfds);
+
+/* Waits until fd is readable or sock hangs up, at most timeout_ms (-1:
+ * for ever). Returns 1 readable, 0 timed out, -EPIPE broker gone, -EINTR. */
+int client_wait(int fd, int sock, int timeout_ms);
+
+/* Monotonic clock in nanoseconds. */
+uint64_t client_now_ns(void);
+
+#endif

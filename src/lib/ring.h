@@ -1,0 +1,77 @@
+/* ring.h — the single-producer single-consumer ring that carries records
+ * (producer rings) and batches (batch rings). One process-local view per
+ * side; the two counters may live in different segments.
+ *
+ * Counters are free-running uint64_t: positions only grow, a slot is
+ * pos & (capacity - 1), and tail - head is the fill level. At 10^10
+ * records a second a counter wraps after 58 years, so "tail - head" is
+ * never taken across a wrap in practice, and unsigned subtraction would
+ * stay right even then because capacity < 2^63. */
+#ifndef EXPBUS_RING_H
+#define EXPBUS_RING_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "layout.h"
+
+struct ring {
+	struct ring_side *prod; /* tail and producer's sleeping flag */
+	struct ring_side *cons; /* head and consumer's sleeping flag */
+	uint8_t *slots;
+	uint64_t slot_size;
+	uint64_t capacity; /* a power of two */
+	uint64_t mask;
+	uint64_t pos;    /* own counter: tail for a producer, head for a consumer */
+	uint64_t cached; /* last seen value of the other side's counter */
+};
+
+/* Initialises a view; capacity must be a power of two. pos starts at the
+ * current value of the own counter and cached at the other's. */
+void ring_init_producer(struct ring *r, struct ring_side *prod,
+			struct ring_side *cons, void *slots, uint64_t slot_size,
+			uint64_t capacity);
+void ring_init_consumer(struct ring *r, struct ring_side *prod,
+			struct ring_side *cons, void *slots, uint64_t slot_size,
+			uint64_t capacity);
+
+static inline void *ring_slot(const struct ring *r, uint64_t pos)
+{
+	return r->slots + (pos & r->mask) * r->slot_size;
+}
+
+/* Producer: slots free to write, contiguous from r->pos + skip (skip:
+ * slots already handed out but not yet committed), at most n. Returns the
+ * count (0 when full) or -EPROTO when the consumer's counter is impossible
+ * (behind what it was, or ahead of the tail). */
+int ring_producer_free(struct ring *r, uint64_t skip, uint64_t n);
+
+/* Producer: publishes n more slots (tail += n, store-release). Returns true
+ * when the consumer sleeps and must be woken. */
+bool ring_producer_commit(struct ring *r, uint64_t n);
+
+/* Consumer: slots ready to read, contiguous from r->pos + skip (skip:
+ * slots already looked at but not yet released), at most n. Returns the
+ * count or -EPROTO when the producer's tail is impossible (behind what it
+ * was, or more than a ring ahead of the head). */
+int ring_consumer_ready(struct ring *r, uint64_t skip, uint64_t n);
+
+/* Consumer: gives back n slots (head += n, store-release). Returns true
+ * when the producer sleeps and must be woken. */
+bool ring_consumer_release(struct ring *r, uint64_t n);
+
+/* Consumer: fill level as of the cached tail, without touching it. */
+static inline uint64_t ring_consumer_cached_fill(const struct ring *r)
+{
+	return r->cached - r->pos;
+}
+
+/* Sleeping (see ring.c for the protocol): raise the own flag, fence, and
+ * look again. Returns what ring_*_ready/free would (> 0: do not sleep, and
+ * call *_sleep_done). */
+int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip);
+void ring_consumer_sleep_done(struct ring *r);
+int ring_producer_prepare_sleep(struct ring *r, uint64_t skip);
+void ring_producer_sleep_done(struct ring *r);
+
+#endif

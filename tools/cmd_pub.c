@@ -1,0 +1,516 @@
+/* cmd_pub.c — `expbus pub`: N producer processes write patterned records
+ * (pattern.h) through reserve/fill/commit as fast as they can, or at a
+ * rate, and the parent adds up what they report through a pipe. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "expbus.h"
+#include "layout.h"
+#include "pattern.h"
+#include "schema.h"
+
+#define CMD "pub"
+#define DEFAULT_SCHEMA "obs f32[8,8]; action i32; reward f32"
+#define RESERVE_WAIT_MS 100 /* blocking reserve, sliced to notice signals */
+
+struct pub_opts {
+	const char *socket;
+	const char *stream;
+	char schema[SCHEMA_TEXT_MAX];
+	uint32_t producers;
+	uint64_t count; /* per producer; 0: until duration or a signal */
+	double duration;
+	double rate;
+	struct pattern pt;
+	uint32_t batch;
+	bool nonblock;
+	uint32_t ring_slots;
+	uint32_t wait_subs;
+	uint32_t wait_ms;
+	bool json;
+	bool progress;
+};
+
+/* What a child writes to the parent's pipe when it is done: one write of
+ * less than PIPE_BUF bytes, so the children's reports never interleave. */
+struct pub_result {
+	uint32_t index;
+	int32_t error; /* 0 or negative errno */
+	uint64_t records;
+	uint64_t retries;
+	uint64_t start_ns, end_ns;
+	uint64_t record_bytes;
+	char message[256];
+};
+_Static_assert(sizeof(struct pub_result) < PIPE_BUF, "atomic pipe write");
+
+static volatile sig_atomic_t stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static void usage(void)
+{
+	printf("Usage: expbus pub [OPTION]...\n"
+	       "Attach N producers (one process each) to a stream and write\n"
+	       "records whose every byte follows a pattern 'expbus sub' checks:\n"
+	       "for producer p = child index + --index-base and record s,\n"
+	       "game = p*1000 + (s/episode-len) %% games, player = s %% players,\n"
+	       "turn = s %% episode-len, flags = done on an episode's last turn,\n"
+	       "data = splitmix64 words (see tools/pattern.h).\n"
+	       "\n"
+	       "  -s, --socket PATH     the broker's socket (default: expbus's)\n"
+	       "      --stream NAME     stream to write (default demo; created if new)\n"
+	       "      --schema TEXT     fields of a record (default\n"
+	       "                        \"" DEFAULT_SCHEMA "\")\n"
+	       "      --record-size N   instead of --schema: records of N bytes, the\n"
+	       "                        32-byte header and \"payload u8[N-32]\"; N >= 40\n"
+	       "                        and a multiple of 8\n"
+	       "  -n, --producers N     producer processes (default 1)\n"
+	       "      --count N         records per producer (default 100000; 0: until\n"
+	       "                        --duration is up, or until SIGINT)\n"
+	       "      --duration SEC    stop after SEC seconds (default: no limit)\n"
+	       "      --rate R          records per second per producer (default 0:\n"
+	       "                        as fast as the ring takes them)\n"
+	       "      --games G         games per producer, < 1000 (default 4)\n"
+	       "      --episode-len L   turns per episode (default 100)\n"
+	       "      --players P       players per game (default 2)\n"
+	       "      --index-base I    first producer index (default 0)\n"
+	       "      --batch K         records reserved and committed at once\n"
+	       "                        (default 64)\n"
+	       "      --nonblock        on a full ring, retry after a short pause\n"
+	       "                        and count the retries (default: block)\n"
+	       "      --ring-slots N    slots in each ring, a power of two (default:\n"
+	       "                        the broker's)\n"
+	       "      --wait-subs N     before writing, wait until the stream has N\n"
+	       "                        subscriptions (default 0: do not wait)\n"
+	       "      --wait-ms MS      give up on --wait-subs after MS (default 5000)\n"
+	       "      --json            print one JSON object at the end: producers,\n"
+	       "                        records, bytes, seconds, records_per_s, gb_per_s\n"
+	       "      --progress        a line per second on stderr\n"
+	       "  -h, --help            show this help\n"
+	       "\n"
+	       "Bytes count whole records (header + data). SIGINT/SIGTERM: stop,\n"
+	       "commit what is filled, report.\n"
+	       "Exit status: 0 all producers wrote their records, 1 a producer\n"
+	       "failed (the reason is printed), 2 bad usage.\n");
+}
+
+static int wait_for_subs(struct expbus *bus, const struct pub_opts *o)
+{
+	uint64_t deadline = cli_now_ns() + (uint64_t)o->wait_ms * 1000000u;
+
+	while (!stop) {
+		const struct stats_segment *st;
+		const void *seg;
+		uint32_t subs = 0, id = UINT32_MAX;
+		size_t size;
+		int err = expbus_stats_map(bus, &seg, &size);
+
+		if (err < 0)
+			return err;
+		st = seg;
+		for (uint32_t i = 0; i < STATS_MAX_STREAMS; i++)
+			if (st->streams[i].in_use &&
+			    strncmp(st->streams[i].name, o->stream, NAME_MAX_LEN) == 0)
+				id = st->streams[i].id;
+		for (uint32_t i = 0; i < STATS_MAX_SUBS; i++)
+			if (st->subs[i].in_use && st->subs[i].stream_id == id)
+				subs++;
+		expbus_stats_unmap(seg, size);
+		if (subs >= o->wait_subs)
+			return 0;
+		if (cli_now_ns() >= deadline)
+			return -ETIMEDOUT;
+		(void)usleep(5000);
+	}
+	return 0;
+}
+
+/* Sleeps until the records written so far are due at the requested rate. */
+static void pace(const struct pub_opts *o, uint64_t start_ns, uint64_t done)
+{
+	uint64_t due = start_ns + (uint64_t)((double)done / o->rate * 1e9);
+	struct timespec ts = {.tv_sec = (time_t)(due / 1000000000u),
+			      .tv_nsec = (long)(due % 1000000000u)};
+
+	if (due > cli_now_ns())
+		(void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
+static int produce(struct expbus_producer *p, const struct pub_opts *o,
+		   uint32_t index, _Atomic uint64_t *live,
+		   struct pub_result *res)
+{
+	const size_t data_size = expbus_producer_data_size(p);
+	const uint64_t target = o->count ? o->count : UINT64_MAX;
+	const uint64_t end_ns = o->duration > 0
+					? res->start_ns + (uint64_t)(o->duration * 1e9)
+					: UINT64_MAX;
+	/* At a rate, reserve about a millisecond's worth at a time so that
+	 * the sleeps between batches stay coarse but the pace stays even. */
+	uint32_t step = o->batch;
+	uint64_t s = 0, next_check = 0;
+	int err = 0;
+
+	if (o->rate > 0 && o->rate / 1000 < step)
+		step = o->rate / 1000 >= 1 ? (uint32_t)(o->rate / 1000) : 1;
+	while (s < target && !stop) {
+		struct expbus_span span;
+		uint64_t want = target - s < step ? target - s : step;
+		int n;
+
+		if (s >= next_check || o->rate > 0) {
+			/* Look at the clock about every 256 records. */
+			if (cli_now_ns() >= end_ns)
+				break;
+			if (o->rate > 0)
+				pace(o, res->start_ns, s);
+			next_check = s + 256;
+		}
+		n = expbus_reserve(p, (unsigned)want,
+				   o->nonblock ? 0 : RESERVE_WAIT_MS, &span);
+		if (n == -EAGAIN || n == -ETIMEDOUT) {
+			if (o->nonblock) {
+				res->retries++;
+				(void)usleep(50);
+			}
+			if (o->duration > 0 && cli_now_ns() >= end_ns)
+				break;
+			continue;
+		}
+		if (n < 0) {
+			err = n;
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			struct expbus_record_header *r = expbus_span_record(&span, (unsigned)i);
+			pattern_header(&o->pt, index, s + (unsigned)i, r);
+			pattern_fill(pattern_base(index, s + (unsigned)i),
+				     expbus_record_data(r), data_size);
+		}
+		err = expbus_commit(p, (unsigned)n);
+		if (err < 0)
+			break;
+		s += (unsigned)n;
+		atomic_store_explicit(live, s, memory_order_relaxed);
+	}
+	res->records = s;
+	return err;
+}
+
+static void child(const struct pub_opts *o, uint32_t k, int fd,
+		  _Atomic uint64_t *live)
+{
+	struct expbus_producer_options popts = {.ring_slots = o->ring_slots};
+	struct pub_result res = {.index = o->pt.index_base + k};
+	struct expbus_producer *p = NULL;
+	struct expbus *bus = NULL;
+	int err;
+
+	err = expbus_new(o->socket, &bus);
+	if (err < 0) {
+		snprintf(res.message, sizeof(res.message), "%s", strerror(-err));
+		goto out;
+	}
+	err = expbus_producer_attach(bus, o->stream, o->schema, &popts, &p);
+	if (err < 0) {
+		snprintf(res.message, sizeof(res.message), "attaching to '%s' at %s: %s",
+			 o->stream, expbus_socket_path(bus), expbus_last_error(bus));
+		goto out;
+	}
+	res.record_bytes = sizeof(struct expbus_record_header) +
+			   expbus_producer_data_size(p);
+	if (o->wait_subs) {
+		err = wait_for_subs(bus, o);
+		if (err < 0) {
+			snprintf(res.message, sizeof(res.message),
+				 "waiting for %u subscriptions on '%s': %s",
+				 o->wait_subs, o->stream,
+				 err == -ETIMEDOUT ? "timed out"
+						   : expbus_last_error(bus));
+			goto out;
+		}
+	}
+	res.start_ns = cli_now_ns();
+	err = produce(p, o, res.index, live, &res);
+	res.end_ns = cli_now_ns();
+	if (err < 0)
+		snprintf(res.message, sizeof(res.message),
+			 "after %" PRIu64 " records: %s", res.records,
+			 expbus_last_error(bus)[0] ? expbus_last_error(bus)
+						   : strerror(-err));
+out:
+	res.error = err;
+	/* Detach before reporting: committed records are delivered anyway. */
+	expbus_producer_close(p);
+	expbus_free(bus);
+	if (write(fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
+		_exit(1);
+	_exit(err < 0 ? 1 : 0);
+}
+
+static int parse(int argc, char **argv, struct pub_opts *o)
+{
+	enum {
+		O_STREAM = 256, O_SCHEMA, O_RECORD_SIZE, O_COUNT, O_DURATION,
+		O_RATE, O_GAMES, O_EPISODE_LEN, O_PLAYERS, O_INDEX_BASE,
+		O_BATCH, O_NONBLOCK, O_RING_SLOTS, O_WAIT_SUBS, O_WAIT_MS,
+		O_JSON, O_PROGRESS,
+	};
+	static const struct option opts[] = {
+		{"socket", required_argument, NULL, 's'},
+		{"stream", required_argument, NULL, O_STREAM},
+		{"schema", required_argument, NULL, O_SCHEMA},
+		{"record-size", required_argument, NULL, O_RECORD_SIZE},
+		{"producers", required_argument, NULL, 'n'},
+		{"count", required_argument, NULL, O_COUNT},
+		{"duration", required_argument, NULL, O_DURATION},
+		{"rate", required_argument, NULL, O_RATE},
+		{"games", required_argument, NULL, O_GAMES},
+		{"episode-len", required_argument, NULL, O_EPISODE_LEN},
+		{"players", required_argument, NULL, O_PLAYERS},
+		{"index-base", required_argument, NULL, O_INDEX_BASE},
+		{"batch", required_argument, NULL, O_BATCH},
+		{"nonblock", no_argument, NULL, O_NONBLOCK},
+		{"ring-slots", required_argument, NULL, O_RING_SLOTS},
+		{"wait-subs", required_argument, NULL, O_WAIT_SUBS},
+		{"wait-ms", required_argument, NULL, O_WAIT_MS},
+		{"json", no_argument, NULL, O_JSON},
+		{"progress", no_argument, NULL, O_PROGRESS},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	const char *schema = NULL;
+	uint32_t record_size = 0;
+	struct schema parsed;
+	char err[256];
+	int c;
+
+	while ((c = getopt_long(argc, argv, "s:n:h", opts, NULL)) != -1) {
+		int r = 0;
+
+		switch (c) {
+		case 's': o->socket = optarg; break;
+		case O_STREAM: o->stream = optarg; break;
+		case O_SCHEMA: schema = optarg; break;
+		case O_RECORD_SIZE:
+			r = cli_u32(CMD, "--record-size", optarg, 40,
+				    SCHEMA_DATA_MAX_BYTES + 32, &record_size);
+			if (r == 0 && record_size % 8)
+				return cli_usage_error(CMD,
+					"--record-size: %u is not a multiple of 8",
+					record_size);
+			break;
+		case 'n':
+			r = cli_u32(CMD, "--producers", optarg, 1, 1024, &o->producers);
+			break;
+		case O_COUNT:
+			r = cli_u64(CMD, "--count", optarg, 0, UINT64_MAX / 2, &o->count);
+			break;
+		case O_DURATION:
+			r = cli_seconds(CMD, "--duration", optarg, &o->duration);
+			break;
+		case O_RATE:
+			r = cli_seconds(CMD, "--rate", optarg, &o->rate);
+			break;
+		case O_GAMES:
+			r = cli_u32(CMD, "--games", optarg, 1, PATTERN_MAX_GAMES - 1,
+				    &o->pt.games);
+			break;
+		case O_EPISODE_LEN:
+			r = cli_u32(CMD, "--episode-len", optarg, 1, UINT32_MAX,
+				    &o->pt.episode_len);
+			break;
+		case O_PLAYERS:
+			r = cli_u32(CMD, "--players", optarg, 1, UINT32_MAX,
+				    &o->pt.players);
+			break;
+		case O_INDEX_BASE:
+			/* p * 1000 + 999 must fit a 32-bit game id. */
+			r = cli_u32(CMD, "--index-base", optarg, 0,
+				    UINT32_MAX / PATTERN_MAX_GAMES - 1024,
+				    &o->pt.index_base);
+			break;
+		case O_BATCH:
+			r = cli_u32(CMD, "--batch", optarg, 1, 1u << 20, &o->batch);
+			break;
+		case O_NONBLOCK: o->nonblock = true; break;
+		case O_RING_SLOTS:
+			r = cli_u32(CMD, "--ring-slots", optarg, 1, 1u << 30,
+				    &o->ring_slots);
+			if (r == 0 && (o->ring_slots & (o->ring_slots - 1)))
+				return cli_usage_error(CMD,
+					"--ring-slots: %u is not a power of two",
+					o->ring_slots);
+			break;
+		case O_WAIT_SUBS:
+			r = cli_u32(CMD, "--wait-subs", optarg, 0, STATS_MAX_SUBS,
+				    &o->wait_subs);
+			break;
+		case O_WAIT_MS:
+			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000, &o->wait_ms);
+			break;
+		case O_JSON: o->json = true; break;
+		case O_PROGRESS: o->progress = true; break;
+		case 'h': usage(); exit(0);
+		default:
+			fprintf(stderr, "Try 'expbus pub --help'.\n");
+			return EXIT_USAGE;
+		}
+		if (r < 0)
+			return EXIT_USAGE;
+	}
+	if (optind < argc)
+		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+	if (schema && record_size)
+		return cli_usage_error(CMD,
+				       "--schema and --record-size exclude each other");
+	if (record_size)
+		snprintf(o->schema, sizeof(o->schema), "payload u8[%u]",
+			 record_size - 32);
+	else
+		snprintf(o->schema, sizeof(o->schema), "%s",
+			 schema ? schema : DEFAULT_SCHEMA);
+	if (schema_parse(o->schema, &parsed, err, sizeof(err)) < 0)
+		return cli_usage_error(CMD, "--schema: %s", err);
+	return 0;
+}
+
+static void print_progress(const struct pub_opts *o, _Atomic uint64_t *live,
+			   uint64_t *last, double *last_t, double t0)
+{
+	uint64_t total = 0;
+	double now = cli_now();
+
+	for (uint32_t k = 0; k < o->producers; k++)
+		total += atomic_load_explicit(&live[k * 8], memory_order_relaxed);
+	fprintf(stderr, "pub: %.0f s: %" PRIu64 " records, %.3g M rec/s\n",
+		now - t0, total, (double)(total - *last) / (now - *last_t) / 1e6);
+	*last = total;
+	*last_t = now;
+}
+
+int cmd_pub(const char *socket, int argc, char **argv)
+{
+	struct pub_opts o = {
+		.socket = socket, .stream = "demo", .producers = 1,
+		.count = 100000,
+		.pt = {.games = 4, .episode_len = 100, .players = 2},
+		.batch = 64, .wait_ms = 5000,
+	};
+	struct sigaction sa = {.sa_handler = on_signal};
+	uint64_t records = 0, bytes = 0, retries = 0, start = UINT64_MAX, end = 0, last = 0;
+	uint32_t failed = 0, reported = 0, alive;
+	_Atomic uint64_t *live;
+	pid_t *pids;
+	double secs, t0 = cli_now(), last_t = t0;
+	int fds[2], r;
+
+	r = parse(argc, argv, &o);
+	if (r)
+		return r;
+	/* Counters the children update for --progress, a cache line each. */
+	live = mmap(NULL, (size_t)o.producers * 64, PROT_READ | PROT_WRITE,
+		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	pids = calloc(o.producers, sizeof(*pids));
+	if (live == MAP_FAILED || !pids || pipe2(fds, O_CLOEXEC) < 0) {
+		fprintf(stderr, "expbus pub: %s\n", strerror(errno));
+		return 1;
+	}
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	for (uint32_t k = 0; k < o.producers; k++) {
+		pids[k] = fork();
+		if (pids[k] < 0) {
+			fprintf(stderr, "expbus pub: fork: %s\n", strerror(errno));
+			stop = 1;
+			o.producers = k;
+			break;
+		}
+		if (pids[k] == 0) {
+			(void)close(fds[0]);
+			child(&o, k, fds[1], &live[k * 8]);
+		}
+	}
+	(void)close(fds[1]);
+	alive = o.producers;
+	while (alive) {
+		pid_t pid = waitpid(-1, NULL, WNOHANG);
+
+		if (pid > 0) {
+			alive--;
+			continue;
+		}
+		if (pid < 0 && errno != EINTR)
+			break;
+		if (stop == 1) {
+			/* SIGTERM to us alone reaches the children this way. */
+			for (uint32_t k = 0; k < o.producers; k++)
+				(void)kill(pids[k], SIGTERM);
+			stop = 2;
+		}
+		if (o.progress && cli_now() - last_t >= 1.0)
+			print_progress(&o, live, &last, &last_t, t0);
+		(void)usleep(20000);
+	}
+	for (;;) {
+		struct pub_result res;
+		ssize_t n = read(fds[0], &res, sizeof(res));
+
+		if (n != (ssize_t)sizeof(res))
+			break;
+		reported++;
+		records += res.records;
+		retries += res.retries;
+		bytes += res.records * res.record_bytes;
+		if (res.error < 0) {
+			failed++;
+			fprintf(stderr, "expbus pub: producer %u: %s\n", res.index,
+				res.message);
+		}
+		if (res.start_ns && res.start_ns < start)
+			start = res.start_ns;
+		if (res.end_ns > end)
+			end = res.end_ns;
+	}
+	if (reported < o.producers) {
+		fprintf(stderr, "expbus pub: %u producer processes died without "
+				"reporting\n",
+			o.producers - reported);
+		failed += o.producers - reported;
+	}
+	secs = end > start ? (double)(end - start) / 1e9 : 0;
+	if (o.json)
+		printf("{\"producers\":%u,\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
+		       ",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f}\n",
+		       o.producers, records, bytes, secs,
+		       secs > 0 ? (double)records / secs : 0,
+		       secs > 0 ? (double)bytes / secs / 1e9 : 0);
+	else
+		printf("pub: %u producer%s, %" PRIu64 " records (%.1f MB) in %.3f s: "
+		       "%.3g M rec/s, %.3f GB/s\n",
+		       o.producers, o.producers == 1 ? "" : "s", records,
+		       (double)bytes / 1e6, secs,
+		       secs > 0 ? (double)records / secs / 1e6 : 0,
+		       secs > 0 ? (double)bytes / secs / 1e9 : 0);
+	if (o.nonblock && !o.json)
+		printf("pub: %" PRIu64 " retries on a full ring\n", retries);
+	return failed ? 1 : 0;
+}
