@@ -5,7 +5,10 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -464,6 +467,231 @@ Test(broker, a_subscriber_cannot_write_its_batch_ring)
 	for (int i = 0; i < 4; i++)
 		close(fds[i]);
 	close(s);
+	expbus_producer_close(p);
+	expbus_free(bus);
+}
+
+/* ---- peers that die ---- */
+
+struct progress {
+	_Atomic uint64_t intent;    /* about to commit up to here */
+	_Atomic uint64_t committed; /* committed up to here */
+	_Atomic int ready;
+};
+
+static struct progress *shared_progress(void)
+{
+	void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(p, MAP_FAILED);
+	return p;
+}
+
+/* A game process: writes records of games game0..game0+games-1 until
+ * killed or count is reached, publishing its progress. */
+static pid_t spawn_producer(struct progress *pr, uint32_t game0,
+			    uint32_t games, uint64_t count)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+	struct expbus *bus;
+	struct expbus_producer *p;
+	if (expbus_new(tb.socket, &bus) < 0 ||
+	    expbus_producer_attach(bus, "s", SCHEMA, NULL, &p) < 0)
+		_exit(3);
+	atomic_store(&pr->ready, 1);
+	for (uint64_t i = 0; i < count; i++) {
+		struct expbus_record_header h = {
+			.game = game0 + (uint32_t)(i / 10 % games),
+			.turn = (uint32_t)i};
+		struct rec r = {{(float)i, 0, 0, 0}, (int32_t)i};
+		atomic_store(&pr->intent, i + 1);
+		if (expbus_write(p, &h, &r, sizeof(r), -1) < 0)
+			_exit(4);
+		atomic_store(&pr->committed, i + 1);
+	}
+	_exit(0);
+}
+
+static void wait_ready(struct progress *pr)
+{
+	for (int i = 0; i < 500 && !atomic_load(&pr->ready); i++)
+		usleep(10000);
+	cr_assert(atomic_load(&pr->ready), "the producer did not attach");
+}
+
+static void wait_back_to(int fds, int maps)
+{
+	int f = -1, m = -1;
+
+	for (int i = 0; i < 500; i++) {
+		f = broker_fd_count(&tb);
+		m = broker_map_count(&tb);
+		if (f == fds && m == maps)
+			return;
+		usleep(10000);
+	}
+	cr_assert_fail("broker holds %d fds and %d mappings, had %d and %d", f,
+		       m, fds, maps);
+}
+
+Test(broker, a_killed_producer_s_committed_records_all_arrive)
+{
+	struct expbus *bus;
+	struct expbus_producer *creator;
+	struct expbus_consumer *c;
+	struct expbus_subscribe_options o = {.batch_size = 16,
+					     .max_delay_us = 5000};
+	struct progress *pr = shared_progress();
+	const struct expbus_batch *b;
+	uint64_t want = 0, got = 0, low, high;
+	int fds, maps, quiet = 0;
+	pid_t pid;
+
+	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
+	/* The stream must exist before subscribing; this producer leaves. */
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &creator), 0);
+	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
+	expbus_producer_close(creator);
+	usleep(100000);
+	fds = broker_fd_count(&tb);
+	maps = broker_map_count(&tb);
+	pid = spawn_producer(pr, 0, 1, UINT64_MAX);
+	wait_ready(pr);
+	/* Read for a while, then kill it mid-stream, then read the rest. */
+	while (got < 20000 || quiet < 20) {
+		if (got >= 20000 && pid) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			pid = 0;
+		}
+		if (expbus_next_batch(c, 50, &b) != 0) {
+			quiet += pid == 0;
+			continue;
+		}
+		struct expbus_column seq;
+		expbus_batch_column(c, b, "seq", &seq);
+		for (uint32_t i = 0; i < b->count; i++, want++)
+			cr_assert_eq(((const uint64_t *)seq.data)[i], want,
+				     "records out of order or lost");
+		got += b->count;
+		expbus_release(c, b);
+	}
+	low = atomic_load(&pr->committed);
+	high = atomic_load(&pr->intent);
+	cr_assert_geq(got, low, "committed %llu, only %llu arrived",
+		      (unsigned long long)low, (unsigned long long)got);
+	cr_assert_leq(got, high, "more arrived than was written");
+	cr_assert(broker_log_has(&tb, "hung up", 1000));
+	wait_back_to(fds, maps);
+	still_serves("after");
+	expbus_consumer_close(c);
+	expbus_free(bus);
+}
+
+/* A group member that takes batches and never releases them, until killed. */
+static pid_t spawn_hoarder(struct progress *pr)
+{
+	pid_t pid = fork();
+
+	cr_assert_geq(pid, 0);
+	if (pid)
+		return pid;
+	prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
+	struct expbus *bus;
+	struct expbus_consumer *c;
+	struct expbus_subscribe_options o = {.batch_size = 8,
+					     .batch_slots = 2,
+					     .max_delay_us = 5000,
+					     .group = "g"};
+	const struct expbus_batch *b;
+	if (expbus_new(tb.socket, &bus) < 0 || expbus_subscribe(bus, "s", &o, &c) < 0)
+		_exit(3);
+	atomic_store(&pr->ready, 1);
+	for (;;) {
+		int err = expbus_next_batch(c, 100, &b);
+		if (err == 0)
+			atomic_fetch_add(&pr->committed, b->count);
+		else if (err != -ETIMEDOUT && err != -EAGAIN)
+			_exit(5);
+	}
+}
+
+Test(broker, a_killed_group_member_s_records_go_to_the_other)
+{
+	struct expbus *bus;
+	struct expbus_producer *p;
+	struct expbus_consumer *c;
+	struct expbus_subscribe_options o = {.batch_size = 8,
+					     .max_delay_us = 5000,
+					     .group = "g"};
+	struct progress *pr = shared_progress();
+	const struct expbus_batch *b;
+	const uint32_t games = 16, n = 4000;
+	uint32_t next_turn[16] = {0}, got = 0;
+	int fds, maps;
+	pid_t pid;
+
+	struct expbus_producer_options po = {.ring_slots = 16};
+
+	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, &po, &p), 0);
+	fds = broker_fd_count(&tb);
+	maps = broker_map_count(&tb);
+	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
+	pid = spawn_hoarder(pr);
+	wait_ready(pr);
+	/* Game g's turns 0, 1, 2, ... in order; the hoarder gets some games
+	 * and, holding its batches, soon stops the producer (lossless). */
+	for (uint32_t i = 0; i < n; i++) {
+		struct expbus_record_header h = {.game = i % games,
+						 .turn = i / games};
+		struct rec r = {{0}, (int32_t)i};
+		int err;
+		while ((err = expbus_write(p, &h, &r, sizeof(r), 10)) == -ETIMEDOUT) {
+			/* Back-pressure: drain ours, and once the hoarder
+			 * holds a full ring, kill it. */
+			while (expbus_next_batch(c, 0, &b) == 0) {
+				struct expbus_column game, turn;
+				expbus_batch_column(c, b, "game", &game);
+				expbus_batch_column(c, b, "turn", &turn);
+				for (uint32_t k = 0; k < b->count; k++, got++) {
+					uint32_t g = ((const uint32_t *)game.data)[k];
+					cr_assert_eq(((const uint32_t *)turn.data)[k],
+						     next_turn[g]++,
+						     "game %u out of order", g);
+				}
+				expbus_release(c, b);
+			}
+			if (pid && atomic_load(&pr->committed) >= 16) {
+				kill(pid, SIGKILL);
+				waitpid(pid, NULL, 0);
+				pid = 0;
+			}
+		}
+		cr_assert_eq(err, 0);
+	}
+	cr_assert_eq(pid, 0, "the hoarder never filled its ring");
+	while (got < n && expbus_next_batch(c, 2000, &b) == 0) {
+		struct expbus_column game, turn;
+		expbus_batch_column(c, b, "game", &game);
+		expbus_batch_column(c, b, "turn", &turn);
+		for (uint32_t k = 0; k < b->count; k++, got++) {
+			uint32_t g = ((const uint32_t *)game.data)[k];
+			cr_assert_eq(((const uint32_t *)turn.data)[k], next_turn[g]++,
+				     "game %u out of order", g);
+		}
+		expbus_release(c, b);
+	}
+	cr_assert_eq(got, n, "the surviving member got %u of %u", got, n);
+	for (uint32_t g = 0; g < games; g++)
+		cr_assert_eq(next_turn[g], n / games);
+	expbus_consumer_close(c);
+	wait_back_to(fds, maps);
 	expbus_producer_close(p);
 	expbus_free(bus);
 }

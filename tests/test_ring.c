@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "ring.h"
+#include "ring_stress.h"
 
 struct shared {
 	struct ring_side prod;
@@ -22,7 +23,7 @@ struct shared {
 
 static struct shared *shared_new(uint64_t capacity)
 {
-	struct shared *s = aligned_alloc(64, sizeof(*s) + capacity * 8);
+	struct shared *s = aligned_alloc(64, align_up(sizeof(*s) + capacity * 8, 64));
 
 	cr_assert_not_null(s);
 	memset(s, 0, sizeof(*s) + capacity * 8);
@@ -36,11 +37,6 @@ static void views(struct shared *s, uint64_t capacity, struct ring *p,
 	ring_init_consumer(c, &s->prod, &s->cons, s->slots, 8, capacity);
 }
 
-static double scale(void)
-{
-	const char *s = getenv("EXPBUS_STRESS_SCALE");
-	return s ? atof(s) : 1.0;
-}
 
 Test(ring, empty_ring_has_nothing_to_read_and_everything_free)
 {
@@ -187,156 +183,26 @@ Test(ring, commit_reports_a_sleeping_consumer_and_release_a_sleeping_producer)
 	free(s);
 }
 
-/* ---- two threads ---- */
-
-struct stress {
-	struct shared *s;
-	uint64_t cap;
-	uint64_t count;
-	int pauses;   /* random pauses in both threads */
-	int sleeping; /* block on eventfds instead of spinning */
-	int prod_efd, cons_efd;
-	uint64_t prod_sleeps, cons_sleeps;
-	uint64_t lost; /* waits that ran into the watchdog timeout */
-	uint64_t errors;
-};
-
-static void maybe_pause(unsigned *seed)
-{
-	int r = rand_r(seed) % 1024;
-
-	if (r == 0) {
-		struct timespec ts = {0, (rand_r(seed) % 50) * 1000};
-		nanosleep(&ts, NULL);
-	} else if (r < 8) {
-		sched_yield();
-	}
-}
-
-/* Blocks on efd; a wait that hits the 2 s watchdog is a lost wakeup. */
-static void block(struct stress *st, int efd, uint64_t *sleeps)
-{
-	struct pollfd pfd = {.fd = efd, .events = POLLIN};
-	uint64_t junk;
-
-	(*sleeps)++;
-	if (poll(&pfd, 1, 2000) == 0)
-		__atomic_add_fetch(&st->lost, 1, __ATOMIC_RELAXED);
-	else
-		(void)!read(efd, &junk, sizeof(junk));
-}
-
-static void wake(int efd)
-{
-	uint64_t one = 1;
-	(void)!write(efd, &one, sizeof(one));
-}
-
-static void *producer_main(void *arg)
-{
-	struct stress *st = arg;
-	struct ring r;
-	unsigned seed = 1;
-	uint64_t v = 0;
-
-	ring_init_producer(&r, &st->s->prod, &st->s->cons, st->s->slots, 8,
-			   st->cap);
-	while (v < st->count) {
-		int n = ring_producer_free(&r, 0, (uint64_t)(rand_r(&seed) % 7 + 1));
-		if (n < 0) {
-			st->errors++;
-			break;
-		}
-		if (n == 0) {
-			if (!st->sleeping)
-				continue;
-			n = ring_producer_prepare_sleep(&r, 0);
-			if (n == 0)
-				block(st, st->prod_efd, &st->prod_sleeps);
-			ring_producer_sleep_done(&r);
-			continue;
-		}
-		if ((uint64_t)n > st->count - v)
-			n = (int)(st->count - v);
-		for (int i = 0; i < n; i++)
-			*(uint64_t *)ring_slot(&r, r.pos + (uint64_t)i) = v++;
-		if (ring_producer_commit(&r, (uint64_t)n))
-			wake(st->cons_efd);
-		if (st->pauses)
-			maybe_pause(&seed);
-	}
-	return NULL;
-}
-
-static void *consumer_main(void *arg)
-{
-	struct stress *st = arg;
-	struct ring r;
-	unsigned seed = 2;
-	uint64_t want = 0;
-
-	ring_init_consumer(&r, &st->s->prod, &st->s->cons, st->s->slots, 8,
-			   st->cap);
-	while (want < st->count) {
-		int n = ring_consumer_ready(&r, 0, (uint64_t)(rand_r(&seed) % 7 + 1));
-		if (n < 0) {
-			st->errors++;
-			break;
-		}
-		if (n == 0) {
-			if (!st->sleeping)
-				continue;
-			n = ring_consumer_prepare_sleep(&r, 0);
-			if (n == 0)
-				block(st, st->cons_efd, &st->cons_sleeps);
-			ring_consumer_sleep_done(&r);
-			continue;
-		}
-		for (int i = 0; i < n; i++)
-			if (*(uint64_t *)ring_slot(&r, r.pos + (uint64_t)i) != want++)
-				st->errors++;
-		if (ring_consumer_release(&r, (uint64_t)n))
-			wake(st->prod_efd);
-		if (st->pauses)
-			maybe_pause(&seed);
-	}
-	return NULL;
-}
-
-static void run(struct stress *st)
-{
-	pthread_t a, b;
-
-	st->s = shared_new(st->cap);
-	st->prod_efd = eventfd(0, EFD_CLOEXEC);
-	st->cons_efd = eventfd(0, EFD_CLOEXEC);
-	pthread_create(&a, NULL, producer_main, st);
-	pthread_create(&b, NULL, consumer_main, st);
-	pthread_join(a, NULL);
-	pthread_join(b, NULL);
-	close(st->prod_efd);
-	close(st->cons_efd);
-	free(st->s);
-}
+/* ---- two threads (ring_stress.c) ---- */
 
 Test(ring_stress, two_threads_with_random_pauses_keep_order_without_loss,
      .timeout = 120)
 {
-	struct stress st = {.cap = 64, .count = (uint64_t)(2e6 * scale()),
+	struct stress st = {.cap = 64, .count = (uint64_t)(2e6 * stress_scale()),
 			    .pauses = 1};
 
-	run(&st);
+	stress_run(&st);
 	cr_assert_eq(st.errors, 0, "records lost, duplicated or reordered");
 }
 
 Test(ring_stress, both_sides_sleep_and_wake_without_losing_a_wakeup,
      .timeout = 120)
 {
-	struct stress st = {.cap = 2, .count = (uint64_t)(1e6 * scale()),
+	struct stress st = {.cap = 2, .count = (uint64_t)(1e6 * stress_scale()),
 			    .sleeping = 1};
 	uint64_t sleeps;
 
-	run(&st);
+	stress_run(&st);
 	sleeps = st.prod_sleeps + st.cons_sleeps;
 	cr_log_info("%llu producer sleeps, %llu consumer sleeps",
 		    (unsigned long long)st.prod_sleeps,

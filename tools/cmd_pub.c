@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -268,31 +270,31 @@ out:
 static int parse(int argc, char **argv, struct pub_opts *o)
 {
 	enum {
-		O_STREAM = 256, O_SCHEMA, O_RECORD_SIZE, O_COUNT, O_DURATION,
-		O_RATE, O_GAMES, O_EPISODE_LEN, O_PLAYERS, O_INDEX_BASE,
-		O_BATCH, O_NONBLOCK, O_RING_SLOTS, O_WAIT_SUBS, O_WAIT_MS,
-		O_JSON, O_PROGRESS,
+		OPT_STREAM = 256, OPT_SCHEMA, OPT_RECORD_SIZE, OPT_COUNT, OPT_DURATION,
+		OPT_RATE, OPT_GAMES, OPT_EPISODE_LEN, OPT_PLAYERS, OPT_INDEX_BASE,
+		OPT_BATCH, OPT_NONBLOCK, OPT_RING_SLOTS, OPT_WAIT_SUBS, OPT_WAIT_MS,
+		OPT_JSON, OPT_PROGRESS,
 	};
 	static const struct option opts[] = {
 		{"socket", required_argument, NULL, 's'},
-		{"stream", required_argument, NULL, O_STREAM},
-		{"schema", required_argument, NULL, O_SCHEMA},
-		{"record-size", required_argument, NULL, O_RECORD_SIZE},
+		{"stream", required_argument, NULL, OPT_STREAM},
+		{"schema", required_argument, NULL, OPT_SCHEMA},
+		{"record-size", required_argument, NULL, OPT_RECORD_SIZE},
 		{"producers", required_argument, NULL, 'n'},
-		{"count", required_argument, NULL, O_COUNT},
-		{"duration", required_argument, NULL, O_DURATION},
-		{"rate", required_argument, NULL, O_RATE},
-		{"games", required_argument, NULL, O_GAMES},
-		{"episode-len", required_argument, NULL, O_EPISODE_LEN},
-		{"players", required_argument, NULL, O_PLAYERS},
-		{"index-base", required_argument, NULL, O_INDEX_BASE},
-		{"batch", required_argument, NULL, O_BATCH},
-		{"nonblock", no_argument, NULL, O_NONBLOCK},
-		{"ring-slots", required_argument, NULL, O_RING_SLOTS},
-		{"wait-subs", required_argument, NULL, O_WAIT_SUBS},
-		{"wait-ms", required_argument, NULL, O_WAIT_MS},
-		{"json", no_argument, NULL, O_JSON},
-		{"progress", no_argument, NULL, O_PROGRESS},
+		{"count", required_argument, NULL, OPT_COUNT},
+		{"duration", required_argument, NULL, OPT_DURATION},
+		{"rate", required_argument, NULL, OPT_RATE},
+		{"games", required_argument, NULL, OPT_GAMES},
+		{"episode-len", required_argument, NULL, OPT_EPISODE_LEN},
+		{"players", required_argument, NULL, OPT_PLAYERS},
+		{"index-base", required_argument, NULL, OPT_INDEX_BASE},
+		{"batch", required_argument, NULL, OPT_BATCH},
+		{"nonblock", no_argument, NULL, OPT_NONBLOCK},
+		{"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
+		{"wait-subs", required_argument, NULL, OPT_WAIT_SUBS},
+		{"wait-ms", required_argument, NULL, OPT_WAIT_MS},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"progress", no_argument, NULL, OPT_PROGRESS},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -307,9 +309,9 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 
 		switch (c) {
 		case 's': o->socket = optarg; break;
-		case O_STREAM: o->stream = optarg; break;
-		case O_SCHEMA: schema = optarg; break;
-		case O_RECORD_SIZE:
+		case OPT_STREAM: o->stream = optarg; break;
+		case OPT_SCHEMA: schema = optarg; break;
+		case OPT_RECORD_SIZE:
 			r = cli_u32(CMD, "--record-size", optarg, 40,
 				    SCHEMA_DATA_MAX_BYTES + 32, &record_size);
 			if (r == 0 && record_size % 8)
@@ -320,38 +322,38 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 		case 'n':
 			r = cli_u32(CMD, "--producers", optarg, 1, 1024, &o->producers);
 			break;
-		case O_COUNT:
+		case OPT_COUNT:
 			r = cli_u64(CMD, "--count", optarg, 0, UINT64_MAX / 2, &o->count);
 			break;
-		case O_DURATION:
+		case OPT_DURATION:
 			r = cli_seconds(CMD, "--duration", optarg, &o->duration);
 			break;
-		case O_RATE:
+		case OPT_RATE:
 			r = cli_seconds(CMD, "--rate", optarg, &o->rate);
 			break;
-		case O_GAMES:
+		case OPT_GAMES:
 			r = cli_u32(CMD, "--games", optarg, 1, PATTERN_MAX_GAMES - 1,
 				    &o->pt.games);
 			break;
-		case O_EPISODE_LEN:
+		case OPT_EPISODE_LEN:
 			r = cli_u32(CMD, "--episode-len", optarg, 1, UINT32_MAX,
 				    &o->pt.episode_len);
 			break;
-		case O_PLAYERS:
+		case OPT_PLAYERS:
 			r = cli_u32(CMD, "--players", optarg, 1, UINT32_MAX,
 				    &o->pt.players);
 			break;
-		case O_INDEX_BASE:
+		case OPT_INDEX_BASE:
 			/* p * 1000 + 999 must fit a 32-bit game id. */
 			r = cli_u32(CMD, "--index-base", optarg, 0,
 				    UINT32_MAX / PATTERN_MAX_GAMES - 1024,
 				    &o->pt.index_base);
 			break;
-		case O_BATCH:
+		case OPT_BATCH:
 			r = cli_u32(CMD, "--batch", optarg, 1, 1u << 20, &o->batch);
 			break;
-		case O_NONBLOCK: o->nonblock = true; break;
-		case O_RING_SLOTS:
+		case OPT_NONBLOCK: o->nonblock = true; break;
+		case OPT_RING_SLOTS:
 			r = cli_u32(CMD, "--ring-slots", optarg, 1, 1u << 30,
 				    &o->ring_slots);
 			if (r == 0 && (o->ring_slots & (o->ring_slots - 1)))
@@ -359,15 +361,15 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 					"--ring-slots: %u is not a power of two",
 					o->ring_slots);
 			break;
-		case O_WAIT_SUBS:
+		case OPT_WAIT_SUBS:
 			r = cli_u32(CMD, "--wait-subs", optarg, 0, STATS_MAX_SUBS,
 				    &o->wait_subs);
 			break;
-		case O_WAIT_MS:
+		case OPT_WAIT_MS:
 			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000, &o->wait_ms);
 			break;
-		case O_JSON: o->json = true; break;
-		case O_PROGRESS: o->progress = true; break;
+		case OPT_JSON: o->json = true; break;
+		case OPT_PROGRESS: o->progress = true; break;
 		case 'h': usage(); exit(0);
 		default:
 			fprintf(stderr, "Try 'expbus pub --help'.\n");

@@ -170,10 +170,8 @@ static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
 	atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
-/* main.c */
-uint64_t broker_now(void);
-
 /* loop.c */
+uint64_t broker_now(void);
 int broker_open(struct broker *b);
 int broker_run(struct broker *b);
 void broker_close(struct broker *b);

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "broker.h"
@@ -25,6 +26,14 @@ enum op_tag { OP_POLL = 0, OP_ACCEPT = 1, OP_WAKE = 2, OP_SIGNAL = 3, OP_OTHER =
 #define NEW_CONN_TIMEOUT_NS (10ull * 1000000000u)
 #define MAX_SLEEP_NS (200ull * 1000000u)
 #define DRAIN_NS (2ull * 1000000000u)
+
+uint64_t broker_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 static struct io_uring_sqe *get_sqe(struct broker *b)
 {

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "broker.h"
 
@@ -37,14 +36,6 @@ static const char usage[] =
 	"flush partial batches and exit 0.\n"
 	"Exit status: 0 after a clean stop, 1 when start-up failed, 2 on bad\n"
 	"usage.\n";
-
-uint64_t broker_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static int parse_size(const char *s, uint64_t *out)
 {

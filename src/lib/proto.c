@@ -9,6 +9,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#ifdef EXPBUS_SHARED_MAPPINGS
+/* ThreadSanitizer test builds: the kernel orders a sendmsg before the
+ * recvmsg that receives it (a segment's header written before it is sent
+ * is seen by the receiver), but TSan does not model sockets; say so. */
+#include <sanitizer/tsan_interface.h>
+static char socket_sync;
+#define SOCKET_RELEASE() __tsan_release(&socket_sync)
+#define SOCKET_ACQUIRE() __tsan_acquire(&socket_sync)
+#else
+#define SOCKET_RELEASE() ((void)0)
+#define SOCKET_ACQUIRE() ((void)0)
+#endif
+
 void proto_header(struct msg_header *h, enum msg_type type, size_t length)
 {
 	h->magic = PROTO_MAGIC;
@@ -89,6 +102,7 @@ int proto_send(int sock, const void *msg, size_t len, const int *fds, int nfds)
 		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
 		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)nfds);
 	}
+	SOCKET_RELEASE();
 	for (;;) {
 		ssize_t n = sendmsg(sock, &mh, MSG_NOSIGNAL);
 		if (n >= 0)
@@ -119,6 +133,7 @@ ssize_t proto_recv(int sock, void *buf, size_t cap, int *fds, int *nfds)
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return -errno;
+	SOCKET_ACQUIRE();
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
 	     cm = CMSG_NXTHDR(&mh, cm)) {
 		size_t count;

@@ -8,6 +8,75 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef EXPBUS_SHARED_MAPPINGS
+/* ThreadSanitizer builds only (-Dtsan_shared_maps=true): every mapping of
+ * one segment in this process gets the same address, so that TSan, which
+ * tracks addresses, sees the broker's thread and its clients' threads touch
+ * the same bytes. This table is the library's only global state, and it
+ * exists only in those test builds. */
+#include <pthread.h>
+
+struct shared_map {
+	dev_t dev;
+	ino_t ino;
+	void *addr;
+	size_t size;
+	int refs;
+};
+static pthread_mutex_t shared_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct shared_map shared_maps[4096];
+
+static int shared_find(int fd, size_t size, void **addr)
+{
+	struct stat st;
+	int free_slot = -1, err = 0;
+
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	pthread_mutex_lock(&shared_lock);
+	for (int i = 0; i < 4096; i++) {
+		struct shared_map *m = &shared_maps[i];
+		if (m->refs && m->dev == st.st_dev && m->ino == st.st_ino) {
+			m->refs++;
+			*addr = m->addr;
+			goto out;
+		}
+		if (!m->refs && free_slot < 0)
+			free_slot = i;
+	}
+	*addr = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (*addr == MAP_FAILED)
+		*addr = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
+	if (*addr == MAP_FAILED || free_slot < 0) {
+		err = -ENOMEM;
+		goto out;
+	}
+	shared_maps[free_slot] = (struct shared_map){st.st_dev, st.st_ino, *addr,
+						     size, 1};
+out:
+	pthread_mutex_unlock(&shared_lock);
+	return err;
+}
+
+static int shared_release(void *addr)
+{
+	int found = 0;
+
+	pthread_mutex_lock(&shared_lock);
+	for (int i = 0; i < 4096; i++) {
+		struct shared_map *m = &shared_maps[i];
+		if (m->refs && m->addr == addr) {
+			found = 1;
+			if (--m->refs == 0)
+				(void)munmap(m->addr, m->size);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&shared_lock);
+	return found;
+}
+#endif
+
 int shm_create(const char *name, size_t size)
 {
 	int fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
@@ -38,7 +107,12 @@ int shm_seal(int fd, int seals)
 int shm_map(int fd, size_t size, int writable, void **addr)
 {
 	int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-	void *p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+	void *p;
+
+#ifdef EXPBUS_SHARED_MAPPINGS
+	return shared_find(fd, size, addr);
+#endif
+	p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
 
 	if (p == MAP_FAILED)
 		return -errno;
@@ -76,6 +150,10 @@ int shm_check(int fd, size_t min_size, size_t max_size, int seals,
 
 void shm_unmap(void *addr, size_t size)
 {
+#ifdef EXPBUS_SHARED_MAPPINGS
+	if (addr && shared_release(addr))
+		return;
+#endif
 	if (addr)
 		(void)munmap(addr, size);
 }
