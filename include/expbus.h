@@ -102,7 +102,8 @@ EXPBUS_API char *expbus_default_socket(char *buf, size_t len);
 struct expbus_producer;
 
 struct expbus_producer_options {
-	uint32_t ring_slots; /* records in the ring, a power of two; 0: default */
+	uint32_t ring_slots; /* records in the ring, a power of two from 16
+				to 2^24; 0: the broker's default (~4 MiB) */
 	uint32_t flags;      /* EXPBUS_PRODUCER_* */
 };
 /* Keep the timestamps the producer wrote instead of stamping at commit. */
@@ -154,7 +155,8 @@ static inline void *expbus_record_data(struct expbus_record_header *r)
  * -EAGAIN at once when the ring is full, -1 waits for ever, > 0 waits at
  * most that long and then returns -ETIMEDOUT. Returns the number reserved
  * (>= 1). Reserving again before commit extends the reservation. Returns
- * -EPIPE when the broker has gone away. */
+ * -EPIPE when the broker has gone away, -EINTR when a signal interrupted
+ * the wait. */
 EXPBUS_API int expbus_reserve(struct expbus_producer *p, unsigned n,
 			      int timeout_ms, struct expbus_span *span);
 
@@ -235,8 +237,9 @@ struct expbus_batch {
 };
 
 /* Waits for the next batch. timeout_ms as in expbus_reserve. Returns 0 and
- * the batch, -EAGAIN/-ETIMEDOUT when none came, -EPIPE when the broker has
- * gone, -EPROTO when the segment breaks the protocol. Batches stay valid
+ * the batch, -EAGAIN/-ETIMEDOUT when none came, -EINTR when a signal
+ * interrupted the wait, -EPIPE when the broker has gone (after the batches
+ * it had published), -EPROTO when the segment breaks the protocol. Batches stay valid
  * until released; several may be held at once. */
 EXPBUS_API int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 				 const struct expbus_batch **batch);
@@ -273,8 +276,8 @@ EXPBUS_API int expbus_batch_column_at(const struct expbus_consumer *c,
 				      const struct expbus_batch *batch, int i,
 				      struct expbus_column *col);
 
-/* Records this subscriber lost to a full ring (lossy policy), as of the
- * newest batch seen. */
+/* Records this subscriber lost to a full ring (lossy policy) so far,
+ * including drops while no batch was published. */
 EXPBUS_API uint64_t expbus_consumer_dropped(const struct expbus_consumer *c);
 
 /* ------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 #
 # Usage: perf/run_core.sh [BUILD_DIR]
 #   BUILD_DIR holds src/broker/expbusd, tools/expbus and perf/memcpy_bw
-#   (default: the first of build, builddir, _build, /tmp/b that has them).
+#   (default: the first of build, builddir, _build that has them).
 # Env: REPS (default 3) runs per size, the median is reported.
 set -euo pipefail
 
@@ -13,7 +13,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
 build=${1:-}
 if [[ -z $build ]]; then
-	for d in "$root/build" "$root/builddir" "$root/_build" /tmp/b; do
+	for d in "$root/build" "$root/builddir" "$root/_build"; do
 		if [[ -x $d/tools/expbus ]]; then build=$d; break; fi
 	done
 fi

@@ -170,6 +170,16 @@ static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
 	atomic_store_explicit(c, v, memory_order_relaxed);
 }
 
+/* Counts one record dropped for a lossy subscriber with a full ring. */
+static inline void subscription_dropped(struct subscription *sub)
+{
+	sub->dropped_total++;
+	stat_add(&sub->st->dropped[DROP_RING_FULL], 1);
+	/* Relaxed: a counter the subscriber reads on its own. */
+	atomic_store_explicit(&sub->seg->dropped, sub->dropped_total,
+			      memory_order_relaxed);
+}
+
 /* loop.c */
 uint64_t broker_now(void);
 int broker_open(struct broker *b);

@@ -192,8 +192,7 @@ static bool reroute(struct broker *b, struct consumer_group *g,
 			to->blocked = true;
 			return false;
 		}
-		to->dropped_total++;
-		stat_add(&to->st->dropped[DROP_RING_FULL], 1);
+		subscription_dropped(to);
 		return true;
 	}
 	merge_deliver(b, to, &hdr, seq, source, data);

@@ -203,8 +203,7 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 		if (room[i]) {
 			merge_deliver(b, to[i], hdr, seq, p->id, data);
 		} else {
-			to[i]->dropped_total++;
-			stat_add(&to[i]->st->dropped[DROP_RING_FULL], 1);
+			subscription_dropped(to[i]);
 		}
 	}
 	return true;

@@ -218,7 +218,10 @@ const char *expbus_consumer_schema(const struct expbus_consumer *c)
 
 uint64_t expbus_consumer_dropped(const struct expbus_consumer *c)
 {
-	return c->dropped;
+	/* Relaxed: a counter read on its own, for information only. */
+	uint64_t now = atomic_load_explicit(&c->seg->dropped, memory_order_relaxed);
+
+	return now > c->dropped ? now : c->dropped;
 }
 
 static int ring_broken(struct expbus_consumer *c)
@@ -260,10 +263,8 @@ static int wait_for_batch(struct expbus_consumer *c, int timeout_ms)
 			return client_fail(c->bus, -EPIPE,
 					   "the broker has gone away");
 		}
-		if (r < 0 && r != -EINTR)
-			return r;
-		if (r == -EINTR)
-			return -EINTR;
+		if (r < 0)
+			return r; /* -EINTR too: let the caller see signals */
 		if (r > 0 && read(c->event_fd, &junk, sizeof(junk)) < 0 &&
 		    errno != EAGAIN)
 			return -errno;

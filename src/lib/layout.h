@@ -91,9 +91,14 @@ struct batch_ring {
 	uint8_t pad0[CACHE_LINE - 56];
 	struct ring_side prod; /* tail: batches published */
 	struct column_desc columns[MAX_COLUMNS];
+	/* Records dropped for this subscriber so far (lossy policy), kept
+	 * current by the broker even while no batch is published. */
+	alignas(CACHE_LINE) _Atomic uint64_t dropped;
 };
 _Static_assert(offsetof(struct batch_ring, prod) == 64, "batch prod side");
 _Static_assert(sizeof(struct expbus_batch) == 64, "batch header");
+_Static_assert(offsetof(struct batch_ring, columns) == 128, "columns");
+_Static_assert(offsetof(struct batch_ring, dropped) == 8704, "dropped");
 
 /* Release page: written by the subscriber only. */
 struct release_page {

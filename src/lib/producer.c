@@ -209,8 +209,8 @@ static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 		if (r == -EPIPE)
 			return client_fail(p->bus, -EPIPE,
 					   "the broker has gone away");
-		if (r < 0 && r != -EINTR)
-			return r;
+		if (r < 0)
+			return r; /* -EINTR too: let the caller see signals */
 		if (r > 0 && read(p->space_fd, &junk, sizeof(junk)) < 0 &&
 		    errno != EAGAIN)
 			return -errno;
