@@ -155,8 +155,12 @@ static inline void *expbus_record_data(struct expbus_record_header *r)
  * -EAGAIN at once when the ring is full, -1 waits for ever, > 0 waits at
  * most that long and then returns -ETIMEDOUT. Returns the number reserved
  * (>= 1). Reserving again before commit extends the reservation. Returns
- * -EPIPE when the broker has gone away, -EINTR when a signal interrupted
- * the wait. */
+ * -EINTR when a signal interrupted the wait.
+ * When the broker goes away, committed records stay in the ring: within
+ * 100 ms of noticing (at the latest when the ring fills), the producer
+ * hands its ring to a broker restarted on the same socket, which delivers
+ * what the old one had not taken. A full ring with no broker to take over
+ * waits like any full ring; -EPIPE only when the timeout ends first. */
 EXPBUS_API int expbus_reserve(struct expbus_producer *p, unsigned n,
 			      int timeout_ms, struct expbus_span *span);
 

@@ -22,19 +22,34 @@ static void sleep_ms(int ms)
 	nanosleep(&ts, NULL);
 }
 
+static void spawn(struct test_broker *tb, const char *const *extra);
+
 void broker_start(struct test_broker *tb, const char *const *extra)
 {
-	const char *exe = getenv("EXPBUSD");
 	const char *tmp = getenv("TMPDIR");
-	char *argv[32];
-	int n = 0;
 
-	cr_assert_not_null(exe, "EXPBUSD must name the broker binary");
 	snprintf(tb->dir, sizeof(tb->dir), "%s/expbus-test-XXXXXX",
 		 tmp ? tmp : "/tmp");
 	cr_assert_not_null(mkdtemp(tb->dir));
 	snprintf(tb->socket, sizeof(tb->socket), "%s/s.sock", tb->dir);
 	snprintf(tb->log, sizeof(tb->log), "%s/broker.log", tb->dir);
+	spawn(tb, extra);
+}
+
+void broker_crash_and_restart(struct test_broker *tb)
+{
+	kill(tb->pid, SIGKILL);
+	waitpid(tb->pid, NULL, 0);
+	spawn(tb, NULL);
+}
+
+static void spawn(struct test_broker *tb, const char *const *extra)
+{
+	const char *exe = getenv("EXPBUSD");
+	char *argv[32];
+	int n = 0;
+
+	cr_assert_not_null(exe, "EXPBUSD must name the broker binary");
 	argv[n++] = (char *)exe;
 	argv[n++] = "--socket";
 	argv[n++] = tb->socket;
@@ -46,7 +61,7 @@ void broker_start(struct test_broker *tb, const char *const *extra)
 	tb->pid = fork();
 	cr_assert_geq(tb->pid, 0);
 	if (tb->pid == 0) {
-		int fd = open(tb->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int fd = open(tb->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
 		dup2(fd, 2);
 		execv(exe, argv);
 		_exit(127);

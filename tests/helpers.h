@@ -20,6 +20,8 @@ struct test_broker {
 /* Starts $EXPBUSD (extra args may be NULL-terminated list) and waits until
  * it accepts connections. Fails the test on error. */
 void broker_start(struct test_broker *tb, const char *const *extra);
+/* SIGKILL the broker and start a new one on the same socket. */
+void broker_crash_and_restart(struct test_broker *tb);
 /* SIGTERM, wait, check exit status 0, remove the directory. */
 void broker_stop(struct test_broker *tb);
 /* Waits up to timeout_ms for needle to appear in the broker's log. */

@@ -695,3 +695,73 @@ Test(broker, a_killed_group_member_s_records_go_to_the_other)
 	expbus_producer_close(p);
 	expbus_free(bus);
 }
+
+/* ---- a broker that restarts ---- */
+
+Test(broker, a_restarted_broker_takes_over_a_producer_ring_without_loss)
+{
+	struct expbus *bus;
+	struct expbus_producer *p;
+	struct expbus_consumer *held, *c;
+	struct expbus_producer_options po = {.ring_slots = 16};
+	struct expbus_subscribe_options ho = {.batch_size = 4, .batch_slots = 2,
+					      .max_delay_us = 1000000};
+	struct expbus_subscribe_options co = {.batch_size = 8,
+					      .max_delay_us = 5000};
+	struct expbus_span span;
+	const struct expbus_batch *b;
+	uint64_t written = 0, want = 8;
+	int err;
+
+	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, &po, &p), 0);
+	cr_assert_eq(expbus_subscribe(bus, "s", &ho, &held), 0);
+	/* The held subscriber takes two batches (seq 0-7) and releases
+	 * nothing: the broker stops there and the ring fills behind it. */
+	while (written < 100) {
+		struct expbus_record_header h = {.game = 1, .turn = (uint32_t)written};
+		struct rec r = {{0}, (int32_t)written};
+		if (expbus_write(p, &h, &r, sizeof(r), 200) < 0)
+			break;
+		written++;
+	}
+	cr_assert_eq(written, 8 + 16, "broker took %llu records",
+		     (unsigned long long)written);
+	cr_assert_eq(expbus_next_batch(held, 2000, &b), 0);
+	cr_assert_eq(expbus_next_batch(held, 2000, &b), 0);
+
+	broker_crash_and_restart(&tb);
+	/* The producer notices the hang-up and hands its ring over. */
+	for (int i = 0; i < 100; i++) {
+		usleep(20000);
+		err = expbus_reserve(p, 1, 0, &span);
+		cr_assert_eq(err, -EAGAIN, "the ring is still full");
+		if (broker_log_has(&tb, "resumes a ring", 0))
+			break;
+	}
+	cr_assert(broker_log_has(&tb, "resumes a ring with 16 records", 1000));
+	cr_assert_eq(expbus_subscribe(bus, "s", &co, &c), 0, "%s",
+		     expbus_last_error(bus));
+	for (int i = 0; i < 10; i++, written++) {
+		struct expbus_record_header h = {.game = 1, .turn = (uint32_t)written};
+		struct rec r = {{0}, (int32_t)written};
+		cr_assert_eq(expbus_write(p, &h, &r, sizeof(r), 5000), 0);
+	}
+	/* Everything the old broker had not taken, then the new records. */
+	while (want < written) {
+		struct expbus_column seq, act;
+		cr_assert_eq(expbus_next_batch(c, 5000, &b), 0, "waiting for %llu",
+			     (unsigned long long)want);
+		expbus_batch_column(c, b, "seq", &seq);
+		expbus_batch_column(c, b, "action", &act);
+		for (uint32_t i = 0; i < b->count; i++, want++) {
+			cr_assert_eq(((const uint64_t *)seq.data)[i], want);
+			cr_assert_eq(((const int32_t *)act.data)[i], (int32_t)want);
+		}
+		expbus_release(c, b);
+	}
+	expbus_consumer_close(c);
+	expbus_consumer_close(held);
+	expbus_producer_close(p);
+	expbus_free(bus);
+}

@@ -85,6 +85,13 @@ struct subscription {
 	uint32_t col_size[MAX_COLUMNS];
 	uint32_t ncolumns;
 	struct stats_sub *st;
+	/* Per batch slot, what its last published batch held, for the lag
+	 * in the stats: noted is the batch position counted up to. */
+	struct batch_note {
+		uint64_t since_ns; /* when its first record entered it */
+		uint64_t count;
+	} *notes;
+	uint64_t noted;
 	bool dead;    /* hung up or broke the protocol: route nothing to it */
 	bool blocked; /* lossless and its batch ring was full */
 };
@@ -121,6 +128,10 @@ struct stream {
 	uint32_t n_groups, cap_groups;
 	struct stats_stream *st;
 	bool stalled; /* a group's orphaned records are waiting for room */
+	/* After a producer resumed its ring with a restarted broker: until
+	 * then, without subscribers, its records wait rather than go
+	 * unclaimed. */
+	uint64_t hold_until_ns;
 };
 
 struct broker_config {
@@ -228,6 +239,9 @@ uint64_t merge_flush_due(struct broker *b, uint64_t now, bool all);
 bool merge_has_room(struct broker *b, struct subscription *sub);
 /* Reads and validates the release counter; -EPROTO marks sub dead. */
 int merge_check_release(struct broker *b, struct subscription *sub);
+/* Refreshes what the stats segment shows of every producer ring's tail,
+ * even a ring the broker is not taking from (stalled): housekeeping. */
+void merge_refresh_tails(struct broker *b);
 void merge_deliver(struct broker *b, struct subscription *sub,
 		   const struct expbus_record_header *hdr, uint64_t seq,
 		   uint32_t source, const uint8_t *data);

@@ -223,11 +223,12 @@ static void check_release(struct subscription *sub, void *arg)
 		(void)merge_check_release(arg, sub);
 }
 
-/* Closes connections that never said what they are, and checks every
- * subscriber's release counter. */
+/* Closes connections that never said what they are, checks every
+ * subscriber's release counter and refreshes the ring tails in the stats. */
 static void housekeeping(struct broker *b)
 {
 	each_sub(b, check_release, b);
+	merge_refresh_tails(b);
 	for (struct conn *c = b->conns, *next; c; c = next) {
 		next = c->next;
 		if (!c->closed && c->kind == CONN_NEW &&
@@ -376,15 +377,27 @@ int broker_run(struct broker *b)
 	return 0;
 }
 
+/* Whether a live broker answers on path. A connect alone proves nothing:
+ * a broker that died may leave its socket accepting into a backlog for a
+ * moment (its io_uring is torn down asynchronously); a live one answers a
+ * stats request. */
 static int socket_in_use(const char *path)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
+	struct msg_stats req;
+	struct pollfd pfd;
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r = 0;
 
 	if (fd < 0)
 		return 0;
 	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	proto_header(&req.h, MSG_STATS, sizeof(req));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	    proto_send(fd, &req, sizeof(req), NULL, 0) == 0) {
+		pfd.fd = fd;
+		pfd.events = POLLIN;
+		r = poll(&pfd, 1, 1000) > 0 && !(pfd.revents & (POLLHUP | POLLERR));
+	}
 	(void)close(fd);
 	return r;
 }

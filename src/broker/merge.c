@@ -50,13 +50,35 @@ static int release_violation(struct broker *b, struct subscription *sub)
 	return -EPROTO;
 }
 
+/* Counts the records of the batches released since we last looked and
+ * notes when the oldest unreleased record arrived: the lag in the stats.
+ * Must run before a released slot is published again, which overwrites
+ * its note; ring.cached was validated (<= ring.pos) by whoever moved it. */
+static void note_release(struct subscription *sub)
+{
+	uint64_t n = 0, pos, oldest = 0;
+
+	if (!sub->notes)
+		return;
+	for (pos = sub->noted; pos != sub->ring.cached; pos++)
+		n += sub->notes[pos & sub->ring.mask].count;
+	sub->noted = pos;
+	if (pos != sub->ring.pos)
+		oldest = sub->notes[pos & sub->ring.mask].since_ns;
+	else if (sub->open)
+		oldest = sub->open_since_ns;
+	stat_add(&sub->st->released_records, n);
+	stat_set(&sub->st->released, pos);
+	stat_set(&sub->st->oldest_unreleased_ns, oldest);
+}
+
 int merge_check_release(struct broker *b, struct subscription *sub)
 {
 	int r = ring_producer_free(&sub->ring, 0, UINT64_MAX);
 
 	if (r < 0)
 		return release_violation(b, sub);
-	stat_set(&sub->st->released, sub->ring.cached);
+	note_release(sub);
 	return r;
 }
 
@@ -100,6 +122,12 @@ void merge_publish(struct broker *b, struct subscription *sub,
 				  : 0;
 	batch->dropped_total = sub->dropped_total;
 	batch->publish_ns = b->now_ns;
+	note_release(sub); /* before this slot's note is overwritten */
+	if (sub->notes) {
+		sub->notes[sub->ring.pos & sub->ring.mask].since_ns =
+			sub->open_since_ns;
+		sub->notes[sub->ring.pos & sub->ring.mask].count = sub->open_count;
+	}
 	sub->open = NULL;
 	if (ring_producer_commit(&sub->ring, 1)) {
 		uint64_t one = 1;
@@ -112,9 +140,10 @@ void merge_publish(struct broker *b, struct subscription *sub,
 	stat_add(&sub->st->delivered_bytes, bytes * sub->open_count);
 	stat_add(&sub->st->batches[why], 1);
 	stat_set(&sub->st->published, sub->ring.pos);
-	stat_set(&sub->st->released, sub->ring.cached);
 	stat_set(&sub->st->last_publish_ns, b->now_ns);
 	stat_set(&sub->st->oldest_record_ns, 0);
+	stat_set(&sub->st->open_records, 0);
+	note_release(sub); /* the oldest unreleased may be this batch now */
 }
 
 void merge_deliver(struct broker *b, struct subscription *sub,
@@ -131,9 +160,12 @@ void merge_deliver(struct broker *b, struct subscription *sub,
 		sub->open_count = 0;
 		sub->open_since_ns = b->now_ns;
 		stat_set(&sub->st->oldest_record_ns, b->now_ns);
+		if (sub->noted == sub->ring.pos)
+			stat_set(&sub->st->oldest_unreleased_ns, b->now_ns);
 	}
 	slot = sub->open;
 	i = sub->open_count++;
+	stat_set(&sub->st->open_records, sub->open_count);
 	((uint64_t *)(slot + off[0]))[i] = seq;
 	((uint64_t *)(slot + off[1]))[i] = hdr->timestamp_ns;
 	((uint32_t *)(slot + off[2]))[i] = source;
@@ -266,11 +298,40 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 	return taken;
 }
 
+void merge_refresh_tails(struct broker *b)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+		if (!s)
+			continue;
+		for (uint32_t j = 0; j < s->n_producers; j++) {
+			struct producer *p = s->producers[j];
+			if (p->broken)
+				continue;
+			/* Asking for more than a ring forces a fresh, validated
+			 * load of the tail; the data path only reloads it when
+			 * what it cached runs short. */
+			if (ring_consumer_ready(&p->ring, 0, UINT64_MAX) < 0) {
+				producer_violation(b, p);
+				continue;
+			}
+			stat_set(&p->st->tail_seen, p->ring.cached);
+		}
+	}
+}
+
 static uint32_t pump_stream(struct broker *b, struct stream *s)
 {
 	uint32_t work = 0, n = s->n_producers;
 
 	s->stalled = false;
+	if (s->hold_until_ns) {
+		if ((!s->n_subs && !s->n_groups) && b->now_ns < s->hold_until_ns) {
+			s->stalled = true; /* the loop wakes within 200 ms */
+			return 0;
+		}
+		s->hold_until_ns = 0;
+	}
 	for (uint32_t i = 0; i < s->n_groups; i++) {
 		if (!group_drain_orphans(b, s->groups[i])) {
 			s->stalled = true;

@@ -19,6 +19,7 @@
 #define MAX_DELAY_US 60000000u
 #define MIN_RING_SLOTS 16
 #define MAX_RING_SLOTS (1u << 24)
+#define RESUME_GRACE_NS (2ull * 1000000000u)
 
 static struct stats_producer *stats_producer_slot(struct broker *b)
 {
@@ -46,8 +47,68 @@ static uint32_t default_ring_slots(struct broker *b, const struct schema *s)
 	return (uint32_t)p;
 }
 
+/* Takes over a ring that a previous broker gave this producer: the records
+ * it committed and that broker never took are delivered from here. The
+ * segment is checked like any received fd, and its header like any counter
+ * a peer can write. Returns 0, or -errno with the reason in err. */
+static int adopt_ring(struct broker *b, struct stream *s, int fd,
+		      struct producer *p, char *err, size_t errlen)
+{
+	uint64_t slot = align_up(sizeof(struct expbus_record_header) +
+					 s->schema.data_size, 8);
+	struct producer_ring *seg;
+	uint64_t head, tail;
+	size_t size;
+	void *addr;
+	int e;
+
+	e = shm_check(fd, PRODUCER_RING_DATA_OFFSET, b->cfg.max_segment,
+		      SHM_SEALS_SHARED, &size);
+	if (e < 0) {
+		snprintf(err, errlen, "the ring to resume is not a sealed memfd "
+				      "of at most %llu bytes",
+			 (unsigned long long)b->cfg.max_segment);
+		return e;
+	}
+	e = shm_map(fd, size, 1, &addr);
+	if (e < 0) {
+		snprintf(err, errlen, "cannot map the ring to resume: %s",
+			 strerror(-e));
+		return e;
+	}
+	seg = addr;
+	head = atomic_load_explicit(&seg->cons.pos, memory_order_relaxed);
+	/* Acquire: the producer's records up to tail are written. */
+	tail = atomic_load_explicit(&seg->prod.pos, memory_order_acquire);
+	if (seg->seg.magic != MAGIC_PRODUCER_RING ||
+	    seg->seg.version != LAYOUT_VERSION || seg->seg.size != size ||
+	    seg->capacity < MIN_RING_SLOTS || seg->capacity > MAX_RING_SLOTS ||
+	    (seg->capacity & (seg->capacity - 1)) || seg->slot_size != slot ||
+	    seg->data_size != s->schema.data_size ||
+	    seg->schema_hash != s->schema.hash ||
+	    seg->data_offset != PRODUCER_RING_DATA_OFFSET ||
+	    PRODUCER_RING_DATA_OFFSET + (uint64_t)seg->capacity * slot > size ||
+	    tail - head > seg->capacity) {
+		shm_unmap(addr, size);
+		snprintf(err, errlen, "the ring to resume does not match its "
+				      "stream's schema or layout, or its counters "
+				      "are impossible");
+		return -EINVAL;
+	}
+	seg->producer_id = p->id;
+	p->seg = seg;
+	p->seg_size = size;
+	ring_init_consumer(&p->ring, &seg->prod, &seg->cons,
+			   (uint8_t *)seg + seg->data_offset, slot, seg->capacity);
+	log_info(b, "producer %u resumes a ring with %llu records not yet taken "
+		    "(from %llu)",
+		 p->id, (unsigned long long)(tail - head),
+		 (unsigned long long)head);
+	return 0;
+}
+
 static void handle_attach(struct broker *b, struct conn *c, const void *buf,
-			  size_t len)
+			  size_t len, int resume_fd)
 {
 	const struct msg_attach *m = buf;
 	struct msg_ok_attach ok;
@@ -63,6 +124,12 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	    m->schema_len >= SCHEMA_TEXT_MAX) {
 		peer_violation(b, c, "attach request of %zu bytes does not match "
 				     "its schema length", len);
+		return;
+	}
+	if ((m->flags & ~ATTACH_RESUME) ||
+	    !(m->flags & ATTACH_RESUME) != (resume_fd < 0)) {
+		peer_violation(b, c, "attach flags 0x%x do not match the %s fd",
+			       m->flags, resume_fd < 0 ? "missing" : "sent");
 		return;
 	}
 	if (proto_check_name(m->stream, 0) < 0) {
@@ -91,7 +158,8 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		goto out;
 	}
 	cap = m->ring_slots ? m->ring_slots : default_ring_slots(b, schema);
-	if (cap < MIN_RING_SLOTS || cap > MAX_RING_SLOTS || (cap & (cap - 1))) {
+	if (resume_fd < 0 && (cap < MIN_RING_SLOTS || cap > MAX_RING_SLOTS ||
+				  (cap & (cap - 1)))) {
 		proto_send_error(c->fd, EINVAL,
 				 "ring_slots %u must be a power of two from %u to %u",
 				 cap, MIN_RING_SLOTS, MAX_RING_SLOTS);
@@ -110,6 +178,11 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 				 STATS_MAX_STREAMS);
 		goto out;
 	}
+	if (resume_fd >= 0 && !s->n_subs && !s->n_groups) {
+		/* A broker that restarted: give trainers a moment to come
+		 * back before records no one subscribed to are consumed. */
+		s->hold_until_ns = b->now_ns + RESUME_GRACE_NS;
+	}
 	p = calloc(1, sizeof(*p));
 	if (!p) {
 		proto_send_error(c->fd, ENOMEM, "broker out of memory");
@@ -118,8 +191,19 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	p->id = ++b->next_producer_id;
 	p->stream = s;
 	p->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	e = p->space_fd < 0 ? -errno
-			    : segment_producer_ring(b, s, cap, p, &fds[0]);
+	if (p->space_fd >= 0 && resume_fd >= 0) {
+		e = adopt_ring(b, s, resume_fd, p, err, sizeof(err));
+		if (e < 0) {
+			proto_send_error(c->fd, -e, "%s", err);
+			goto fail;
+		}
+		fds[0] = dup(resume_fd);
+		cap = p->seg->capacity;
+		e = fds[0] < 0 ? -errno : 0;
+	} else {
+		e = p->space_fd < 0 ? -errno
+				    : segment_producer_ring(b, s, cap, p, &fds[0]);
+	}
 	if (e < 0) {
 		proto_send_error(c->fd, -e,
 				 "cannot create a ring of %u records: %s%s", cap,
@@ -220,6 +304,7 @@ void subscription_free(struct broker *b, struct subscription *sub)
 		(void)close(sub->event_fd);
 	free(sub->filter.games);
 	free(sub->filter.players);
+	free(sub->notes);
 	free(sub);
 }
 
@@ -325,6 +410,12 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 		proto_send_error(c->fd, -e, "%s", err);
 		goto fail;
 	}
+	sub->notes = calloc(sub->ring.capacity, sizeof(*sub->notes));
+	if (!sub->notes) {
+		proto_send_error(c->fd, ENOMEM, "broker out of memory");
+		goto fail;
+	}
+	sub->noted = sub->ring.cached;
 	if (stream_add_subscription(b, s, sub, m->group) < 0) {
 		proto_send_error(c->fd, ENOMEM, "broker out of memory");
 		goto fail;
@@ -406,7 +497,7 @@ void peer_message(struct broker *b, struct conn *c)
 		uint8_t bytes[PROTO_MAX_MSG];
 	} *buf = malloc(sizeof(*buf));
 	char why[256];
-	int fds[PROTO_MAX_FDS], nfds = 0, type;
+	int fds[PROTO_MAX_FDS], nfds = 0, type = -1;
 	ssize_t n;
 
 	if (!buf) {
@@ -431,13 +522,15 @@ void peer_message(struct broker *b, struct conn *c)
 		peer_hangup(b, c);
 		goto out;
 	}
-	if (nfds) {
+	type = proto_check(buf, (size_t)n, why, sizeof(why));
+	/* Only a resuming producer sends an fd: exactly one, with ATTACH. */
+	if (nfds && !(type == MSG_ATTACH && nfds == 1 && c->kind == CONN_NEW)) {
 		proto_close_fds(fds, nfds);
 		peer_violation(b, c, "sent %d unexpected file descriptor(s)", nfds);
 		goto out;
 	}
-	type = proto_check(buf, (size_t)n, why, sizeof(why));
 	if (type < 0) {
+		proto_close_fds(fds, nfds);
 		proto_send_error(c->fd, type == -EPROTONOSUPPORT ? EPROTONOSUPPORT
 								 : EBADMSG,
 				 "%s", why);
@@ -454,7 +547,7 @@ void peer_message(struct broker *b, struct conn *c)
 		if (b->stopping)
 			proto_send_error(c->fd, ESHUTDOWN, "the broker is stopping");
 		else
-			handle_attach(b, c, buf, (size_t)n);
+			handle_attach(b, c, buf, (size_t)n, nfds ? fds[0] : -1);
 		break;
 	case MSG_SUBSCRIBE:
 		if (b->stopping)
@@ -473,6 +566,8 @@ void peer_message(struct broker *b, struct conn *c)
 		peer_violation(b, c, "unknown message type %d", type);
 	}
 out:
+	if (nfds == 1 && type == MSG_ATTACH)
+		(void)close(fds[0]); /* a resumed ring stays mapped */
 	free(buf);
 }
 

@@ -140,10 +140,12 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
 	int got[PROTO_MAX_FDS], ngot = 0, type, err;
 	ssize_t n;
 
-	err = proto_send(sock, req, len, NULL, 0);
-	if (err < 0)
-		return client_fail(bus, err, "sending to broker at %s: %s",
-				   bus->socket_path, strerror(-err));
+	if (req) { /* else the caller sent it (with fds) */
+		err = proto_send(sock, req, len, NULL, 0);
+		if (err < 0)
+			return client_fail(bus, err, "sending to broker at %s: %s",
+					   bus->socket_path, strerror(-err));
+	}
 	err = client_wait(sock, -1, CLIENT_REPLY_TIMEOUT_MS);
 	if (err == 0)
 		return client_fail(bus, -ETIMEDOUT,

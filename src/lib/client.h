@@ -24,7 +24,7 @@ int client_fail(struct expbus *bus, int err, const char *fmt, ...)
  * negative errno with a message naming the socket. */
 int client_connect(struct expbus *bus);
 
-/* Sends req, waits for the reply of type want with exactly nfds fds into
+/* Sends req (unless NULL: already sent), waits for the reply of type want with exactly nfds fds into
  * reply (cap bytes). A MSG_ERROR reply becomes its negative errno with the
  * broker's text as the context's error. Returns the reply's length. */
 ssize_t client_request(struct expbus *bus, int sock, const void *req,

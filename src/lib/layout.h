@@ -178,7 +178,18 @@ struct stats_sub {
 	_Atomic uint64_t filtered;   /* records the filter turned away */
 	_Atomic uint64_t last_publish_ns;
 	_Atomic uint64_t oldest_record_ns; /* of the open batch, 0 if none */
+	/* Lag, as `expbus top` shows it: records routed to the subscription
+	 * and not yet released are delivered + open_records -
+	 * released_records; oldest_unreleased_ns is when the oldest of them
+	 * entered a batch (CLOCK_MONOTONIC, 0 if none). Released counts are
+	 * as of the broker's last look at the release page (at least every
+	 * 100 ms). */
+	_Atomic uint64_t released_records; /* records in released batches */
+	_Atomic uint64_t open_records;     /* records in the open batch */
+	_Atomic uint64_t oldest_unreleased_ns;
 };
+_Static_assert(sizeof(struct stats_sub) == 256, "stats_sub");
+_Static_assert(sizeof(struct stats_producer) == 80, "stats_producer");
 
 struct stats_segment {
 	struct seg_header seg;

@@ -2,6 +2,8 @@
  * reserve, fill and commit records in place in the ring; no syscall per
  * record unless the broker sleeps or the ring is full. */
 #include <errno.h>
+#include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,6 +16,7 @@
 struct expbus_producer {
 	struct expbus *bus;
 	int sock;
+	int ring_fd;  /* kept to hand the ring to a restarted broker */
 	int wake_fd;  /* broker's: written when it sleeps and we committed */
 	int space_fd; /* ours: the broker writes it when we sleep on a full ring */
 	struct producer_ring *seg;
@@ -21,8 +24,12 @@ struct expbus_producer {
 	struct ring ring;
 	uint64_t reserved; /* slots handed out past ring.pos, not committed */
 	uint32_t flags;
+	uint64_t checked_ns; /* when we last looked for a broker hang-up */
+	char stream[NAME_MAX_LEN];
 	struct schema schema;
 };
+
+#define HANGUP_CHECK_NS (100u * 1000000u)
 
 static int map_ring(struct expbus_producer *p, const struct msg_ok_attach *ok,
 		    int ring_fd)
@@ -94,7 +101,7 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 	if (!p)
 		return client_fail(bus, -ENOMEM, "out of memory");
 	p->bus = bus;
-	p->sock = p->wake_fd = p->space_fd = -1;
+	p->sock = p->wake_fd = p->space_fd = p->ring_fd = -1;
 	err = schema_parse(schema ? schema : "", &p->schema, err_text,
 			   sizeof(err_text));
 	if (err < 0) {
@@ -127,10 +134,11 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 		(void)close(fds[0]);
 		goto fail;
 	}
+	p->ring_fd = fds[0];
 	err = map_ring(p, &ok, fds[0]);
-	(void)close(fds[0]); /* the mapping keeps the segment alive */
 	if (err < 0)
 		goto fail;
+	strcpy(p->stream, stream);
 	bus->error[0] = '\0';
 	*ret = p;
 	return 0;
@@ -150,8 +158,80 @@ struct expbus_producer *expbus_producer_close(struct expbus_producer *p)
 		(void)close(p->wake_fd);
 	if (p->space_fd >= 0)
 		(void)close(p->space_fd);
+	if (p->ring_fd >= 0)
+		(void)close(p->ring_fd);
 	free(p);
 	return NULL;
+}
+
+/* The broker hung up: hand our ring to whichever broker now listens on the
+ * socket, so that the records committed and not yet taken are delivered.
+ * Returns 0, or a negative errno (no broker yet: try again later). */
+static int resume(struct expbus_producer *p)
+{
+	struct {
+		struct msg_attach m;
+		char text[SCHEMA_TEXT_MAX];
+	} req;
+	struct msg_ok_attach ok;
+	int fds[3] = {-1, -1, -1}, sock, len, err;
+	ssize_t n;
+
+	memset(&req.m, 0, sizeof(req.m));
+	strcpy(req.m.stream, p->stream);
+	len = schema_format(&p->schema, req.text, sizeof(req.text));
+	req.m.flags = ATTACH_RESUME;
+	req.m.schema_len = (uint32_t)len;
+	proto_header(&req.m.h, MSG_ATTACH, sizeof(req.m) + (size_t)len);
+	sock = client_connect(p->bus);
+	if (sock < 0)
+		return sock;
+	err = proto_send(sock, &req, sizeof(req.m) + (size_t)len, &p->ring_fd, 1);
+	if (err < 0) {
+		(void)close(sock);
+		return err;
+	}
+	n = client_request(p->bus, sock, NULL, 0, MSG_OK_ATTACH, &ok, sizeof(ok),
+			   fds, 3);
+	if (n < 0) {
+		(void)close(sock);
+		return (int)n;
+	}
+	(void)close(fds[0]); /* our own ring again */
+	if (n != sizeof(ok) || ok.capacity != p->ring.capacity ||
+	    ok.slot_size != p->ring.slot_size) {
+		(void)close(fds[1]);
+		(void)close(fds[2]);
+		(void)close(sock);
+		return client_fail(p->bus, -EPROTO, "malformed resume reply");
+	}
+	(void)close(p->sock);
+	(void)close(p->wake_fd);
+	(void)close(p->space_fd);
+	p->sock = sock;
+	p->wake_fd = fds[1];
+	p->space_fd = fds[2];
+	return 0;
+}
+
+/* True when the broker has hung up on us. */
+static bool broker_gone(const struct expbus_producer *p)
+{
+	struct pollfd pfd = {.fd = p->sock, .events = POLLRDHUP};
+
+	return poll(&pfd, 1, 0) > 0 &&
+	       (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
+}
+
+/* Every HANGUP_CHECK_NS, look for a hang-up and resume with a new broker:
+ * one poll(2) per 100 ms, not per record. */
+static void check_broker(struct expbus_producer *p, uint64_t now)
+{
+	if (now - p->checked_ns < HANGUP_CHECK_NS)
+		return;
+	p->checked_ns = now;
+	if (broker_gone(p))
+		(void)resume(p);
 }
 
 size_t expbus_producer_data_size(const struct expbus_producer *p)
@@ -206,9 +286,18 @@ static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 		}
 		r = client_wait(p->space_fd, p->sock, left);
 		ring_producer_sleep_done(&p->ring);
-		if (r == -EPIPE)
-			return client_fail(p->bus, -EPIPE,
-					   "the broker has gone away");
+		if (r == -EPIPE) {
+			/* Hand the ring to a restarted broker; until one is
+			 * there, keep trying for as long as we may wait. */
+			if (resume(p) == 0)
+				continue;
+			if (timeout_ms > 0 && client_now_ns() >= deadline)
+				return client_fail(p->bus, -EPIPE,
+						   "the broker has gone away and "
+						   "none took over in time");
+			(void)poll(NULL, 0, 50);
+			continue;
+		}
 		if (r < 0)
 			return r; /* -EINTR too: let the caller see signals */
 		if (r > 0 && read(p->space_fd, &junk, sizeof(junk)) < 0 &&
@@ -225,6 +314,8 @@ int expbus_reserve(struct expbus_producer *p, unsigned n, int timeout_ms,
 	if (n == 0)
 		return -EINVAL;
 	got = ring_producer_free(&p->ring, p->reserved, n);
+	if (got == 0)
+		check_broker(p, client_now_ns());
 	if (got == 0 && timeout_ms != 0)
 		got = wait_for_space(p, timeout_ms);
 	if (got == 0)
@@ -246,7 +337,10 @@ int expbus_commit(struct expbus_producer *p, unsigned n)
 
 	if (n > p->reserved)
 		return -EINVAL;
-	now = (p->flags & EXPBUS_PRODUCER_OWN_TIMESTAMPS) ? 0 : client_now_ns();
+	now = client_now_ns();
+	check_broker(p, now);
+	if (p->flags & EXPBUS_PRODUCER_OWN_TIMESTAMPS)
+		now = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct expbus_record_header *r = ring_slot(&p->ring, p->ring.pos + i);
 		r->seq = p->ring.pos + i;

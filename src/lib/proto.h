@@ -37,12 +37,15 @@ struct msg_header {
 };
 _Static_assert(sizeof(struct msg_header) == 16, "msg_header");
 
-/* Followed by schema_len bytes of schema text (no NUL). */
+/* Followed by schema_len bytes of schema text (no NUL). With
+ * ATTACH_RESUME, exactly one fd comes along: the ring a previous broker
+ * gave this producer, which the new broker validates and takes over. */
+#define ATTACH_RESUME (1u << 0)
 struct msg_attach {
 	struct msg_header h;
 	char stream[NAME_MAX_LEN];
 	uint32_t ring_slots; /* 0: broker's default */
-	uint32_t flags;
+	uint32_t flags;      /* ATTACH_RESUME */
 	uint32_t schema_len;
 	uint32_t pad;
 };
