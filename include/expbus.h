@@ -103,7 +103,7 @@ struct expbus_producer;
 
 struct expbus_producer_options {
 	uint32_t ring_slots; /* records in the ring, a power of two from 16
-				to 2^24; 0: the broker's default (~4 MiB) */
+				to 2^24; 0: the broker's default (~1 MiB) */
 	uint32_t flags;      /* EXPBUS_PRODUCER_* */
 };
 /* Keep the timestamps the producer wrote instead of stamping at commit. */

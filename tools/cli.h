@@ -13,6 +13,8 @@
 int cmd_pub(const char *socket, int argc, char **argv);
 int cmd_sub(const char *socket, int argc, char **argv);
 int cmd_stat(const char *socket, int argc, char **argv);
+int cmd_ls(const char *socket, int argc, char **argv);
+int cmd_top(const char *socket, int argc, char **argv);
 
 /* Prints "expbus CMD: message" and a pointer to --help on stderr; returns
  * EXIT_USAGE. */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -440,6 +441,8 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	for (uint32_t k = 0; k < o.producers; k++) {
 		pids[k] = fork();
+		if (pids[k] == 0)
+			prctl(PR_SET_PDEATHSIG, SIGTERM); /* not without us */
 		if (pids[k] < 0) {
 			fprintf(stderr, "expbus pub: fork: %s\n", strerror(errno));
 			stop = 1;
@@ -514,5 +517,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		       secs > 0 ? (double)bytes / secs / 1e9 : 0);
 	if (o.nonblock && !o.json)
 		printf("pub: %" PRIu64 " retries on a full ring\n", retries);
+	free(pids);
+	munmap((void *)live, (size_t)o.producers * 64);
 	return failed ? 1 : 0;
 }

@@ -829,6 +829,23 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 	return BY_SIGNAL;
 }
 
+static void counts_free(struct counts *m)
+{
+	free(m->keys);
+	free(m->vals);
+	free(m->used);
+}
+
+static void state_free(struct sub_state *st, struct sub_opts *o)
+{
+	counts_free(&st->last_seq);
+	counts_free(&st->per_game);
+	counts_free(&st->per_producer);
+	free(st->expected);
+	free(o->games);
+	free(o->players);
+}
+
 int cmd_sub(const char *socket, int argc, char **argv)
 {
 	struct sub_opts o = {
@@ -846,8 +863,10 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	int err = 0, status = 0;
 
 	err = parse(argc, argv, &o);
-	if (err)
+	if (err) {
+		state_free(&st, &o);
 		return err;
+	}
 	/* No SA_RESTART: a signal cuts a wait short so we notice it. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
@@ -855,19 +874,24 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	err = expbus_new(o.socket, &bus);
 	if (err < 0) {
 		fprintf(stderr, "expbus sub: %s\n", strerror(-err));
+		state_free(&st, &o);
 		return EXIT_BROKER;
 	}
 	if (setup_expectation(&st) < 0) {
 		fprintf(stderr, "expbus sub: out of memory\n");
+		state_free(&st, &o);
+		expbus_free(bus);
 		return 1;
 	}
 	err = subscribe(bus, &o, &st.c);
 	if (err < 0) {
+		state_free(&st, &o);
 		expbus_free(bus);
 		return EXIT_BROKER;
 	}
 	if (setup_columns(&st) < 0) {
 		expbus_consumer_close(st.c);
+		state_free(&st, &o);
 		expbus_free(bus);
 		return EXIT_BROKER;
 	}
@@ -906,6 +930,7 @@ int cmd_sub(const char *socket, int argc, char **argv)
 		status = 1;
 	else if (why == BY_BROKER)
 		status = EXIT_BROKER;
+	state_free(&st, &o);
 	expbus_free(bus);
 	return status;
 }

@@ -20,7 +20,9 @@ struct command {
 static const struct command commands[] = {
 	{"pub", cmd_pub, "write patterned records from N producer processes"},
 	{"sub", cmd_sub, "subscribe, check every record, report rates"},
-	{"stat", cmd_stat, "show streams, producers and subscriptions"},
+	{"ls", cmd_ls, "list streams, producers and subscriptions"},
+	{"top", cmd_top, "live view of rings, rates, lag and drops"},
+	{"stat", cmd_stat, "one snapshot of every counter (--json, --prometheus)"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 

@@ -19,7 +19,7 @@ static const char usage[] =
 	"                         else /run/expbus/expbus.sock); mode 0600, so only\n"
 	"                         this user may attach\n"
 	"  -g, --group NAME       also let members of group NAME attach (mode 0660)\n"
-	"      --ring-bytes N     default size of a producer ring (default 4M);\n"
+	"      --ring-bytes N     default size of a producer ring (default 1M);\n"
 	"                         a producer may ask for its own size\n"
 	"      --max-segment N    largest ring or batch ring a peer may ask for\n"
 	"                         (default 1G)\n"
@@ -86,7 +86,7 @@ int main(int argc, char **argv)
 	uint64_t v;
 	int c, rc;
 
-	b->cfg.ring_bytes = 4u << 20;
+	b->cfg.ring_bytes = 1u << 20;
 	b->cfg.max_segment = 1u << 30;
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;

@@ -160,8 +160,7 @@ void merge_deliver(struct broker *b, struct subscription *sub,
 		sub->open_count = 0;
 		sub->open_since_ns = b->now_ns;
 		stat_set(&sub->st->oldest_record_ns, b->now_ns);
-		if (sub->noted == sub->ring.pos)
-			stat_set(&sub->st->oldest_unreleased_ns, b->now_ns);
+		note_release(sub); /* this may be the oldest unreleased now */
 	}
 	slot = sub->open;
 	i = sub->open_count++;
