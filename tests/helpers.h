@@ -27,7 +27,7 @@ void broker_stop(struct test_broker *tb);
 /* Waits up to timeout_ms for needle to appear in the broker's log. */
 int broker_log_has(const struct test_broker *tb, const char *needle,
 		   int timeout_ms);
-/* Open fds and mapping lines of the broker process, from /proc. */
+/* Open fds and shared-segment mappings of the broker process (/proc). */
 int broker_fd_count(const struct test_broker *tb);
 int broker_map_count(const struct test_broker *tb);
 

@@ -224,6 +224,8 @@ int stream_add_producer(struct stream *s, struct producer *p);
 void stream_remove_producer(struct stream *s, struct producer *p);
 int stream_add_subscription(struct broker *b, struct stream *s,
 			    struct subscription *sub, const char *group);
+/* Frees groups left without members (and their orphaned records). */
+void stream_prune_groups(struct broker *b, struct stream *s);
 bool stream_remove_subscription(struct broker *b, struct stream *s,
 				struct subscription *sub);
 

@@ -494,14 +494,15 @@ static void stream_free(struct broker *b, struct stream *s)
 		else
 			s->n_subs--;
 	}
-	while (s->n_groups) {
-		struct consumer_group *g = s->groups[s->n_groups - 1];
+	for (uint32_t i = 0; i < s->n_groups; i++) {
+		struct consumer_group *g = s->groups[i];
+		/* A hang-up may free the group: start over each time. */
 		if (g->n_members && g->members[0]->conn) {
 			peer_hangup(b, g->members[0]->conn);
-			continue;
+			i = (uint32_t)-1;
 		}
-		break;
 	}
+	stream_prune_groups(b, s);
 	free(s->producers);
 	free(s->subs);
 	free(s->groups);

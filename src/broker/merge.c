@@ -286,7 +286,13 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 		}
 		taken++;
 	}
-	if (taken && ring_consumer_release(&p->ring, taken)) {
+	/* A producer asleep on a full ring is woken once half of it is free,
+	 * not at the first free slot: it then writes many records per
+	 * wakeup instead of one. Its flag stays up until then, and the ring
+	 * drains to that level unless a lossless subscriber holds it back, in
+	 * which case there is nothing to wake it for. */
+	if (taken && ring_consumer_release(&p->ring, taken) &&
+	    ring_consumer_cached_fill(&p->ring) <= p->ring.capacity / 2) {
 		uint64_t one = 1;
 		(void)!write(p->space_fd, &one, sizeof(one));
 	}
@@ -337,6 +343,7 @@ static uint32_t pump_stream(struct broker *b, struct stream *s)
 			return 0;
 		}
 	}
+	stream_prune_groups(b, s);
 	for (uint32_t k = 0; k < n; k++) {
 		struct producer *p = s->producers[(s->rr + k) % n];
 		if (!p->broken)

@@ -137,6 +137,22 @@ static void group_free(struct consumer_group *g)
 	free(g);
 }
 
+void stream_prune_groups(struct broker *b, struct stream *s)
+{
+	for (uint32_t i = 0; i < s->n_groups;) {
+		struct consumer_group *g = s->groups[i];
+		if (g->n_members) {
+			i++;
+			continue;
+		}
+		/* No member left: its orphans have no one to go to. */
+		while (g->n_orphans)
+			subscription_free(b, g->orphans[--g->n_orphans]);
+		drop((void **)s->groups, &s->n_groups, g);
+		group_free(g);
+	}
+}
+
 bool stream_remove_subscription(struct broker *b, struct stream *s,
 				struct subscription *sub)
 {
