@@ -1,7 +1,6 @@
 """`expbus stat --prometheus` parses as the Prometheus text exposition
 format (version 0.0.4), checked by a small strict parser, and follows the
 naming conventions: _total counters, base units, HELP and TYPE first."""
-import json
 import re
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"

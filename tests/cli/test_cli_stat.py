@@ -2,17 +2,12 @@
 what `pub` and `sub` counted themselves; --help, bad usage and a missing
 broker give the documented exit codes and messages."""
 import json
-import os
 import subprocess
-from pathlib import Path
 
 import pytest
 
 
-def expbus_exe():
-    d = os.environ.get("EXPBUS_BUILD_DIR")
-    root = Path(__file__).resolve().parents[2]
-    return str((Path(d) if d else root / "build") / "tools" / "expbus")
+from expbus_harness import expbus_exe  # noqa: E402 (path set by conftest)
 
 
 SUBCOMMANDS = ["pub", "sub", "ls", "top", "stat"]
@@ -97,8 +92,8 @@ def test_ls_lists_streams_producers_and_subscriptions(broker, finish):
     sub = broker.start("sub", "--group", "trainers", "--lossy",
                        "--batch-size", "32", "--games", "0-3",
                        "--min-turn", "5", "--hold", "--wait-ms", "20000")
-    pub = broker.start("pub", "--count", "0", "--duration", "20",
-                       "--rate", "1000", "--ring-slots", "256")
+    broker.start("pub", "--count", "0", "--duration", "20",
+                 "--rate", "1000", "--ring-slots", "256")
     st = broker.wait_for(lambda s: s["subscriptions"] and s["producers"],
                          "a producer and a subscription")
     r = broker.run("ls")

@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +15,6 @@ pytestmark = pytest.mark.skipif(shutil.which("tmux") is None,
                                 reason="tmux is not installed")
 
 
-def expbus_exe():
-    d = os.environ.get("EXPBUS_BUILD_DIR")
-    root = Path(__file__).resolve().parents[2]
-    return str((Path(d) if d else root / "build") / "tools" / "expbus")
 
 
 class Tmux:

@@ -6,7 +6,7 @@ import signal
 import time
 from collections import Counter
 
-from conftest import finish
+from expbus_harness import finish
 
 PRODUCERS = 8
 RECORDS = 100_000
