@@ -1,6 +1,7 @@
 /* client.c — the context, connecting to the broker, and one request/reply
  * exchange on a fresh connection, shared by producers and consumers. */
 #include "client.h"
+#include "ring.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -113,6 +114,41 @@ int client_wait(int fd, int sock, int timeout_ms)
 	if (pfd[1].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
 		return -EPIPE;
 	return n > 0 && (pfd[0].revents & POLLIN) ? 1 : 0;
+}
+
+uint64_t client_deadline(int timeout_ms)
+{
+	return timeout_ms > 0 ? client_now_ns() + (uint64_t)timeout_ms * 1000000u
+			      : 0;
+}
+
+int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
+		      int sock, uint64_t deadline)
+{
+	int left = -1, n;
+	uint64_t junk;
+
+	n = producer ? ring_producer_prepare_sleep(r, skip)
+		     : ring_consumer_prepare_sleep(r, skip);
+	if (n == 0 && deadline) {
+		uint64_t now = client_now_ns();
+		if (now >= deadline)
+			n = -ETIMEDOUT;
+		else
+			left = (int)((deadline - now + 999999) / 1000000);
+	}
+	if (n == 0) {
+		n = client_wait(efd, sock, left);
+		if (n > 0) /* drain the eventfd; EAGAIN: someone else did */
+			n = read(efd, &junk, sizeof(junk)) < 0 && errno != EAGAIN
+				    ? -errno
+				    : 0;
+	}
+	if (producer)
+		ring_producer_sleep_done(r);
+	else
+		ring_consumer_sleep_done(r);
+	return n;
 }
 
 static ssize_t reply_error(struct expbus *bus, const void *buf, size_t len)

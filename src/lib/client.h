@@ -35,6 +35,20 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
  * for ever). Returns 1 readable, 0 timed out, -EPIPE broker gone, -EINTR. */
 int client_wait(int fd, int sock, int timeout_ms);
 
+struct ring;
+
+/* One sleep of one side of a ring, as ring.c describes: raise the side's
+ * flag, look again, then block on efd (or until sock hangs up) no later
+ * than deadline (CLOCK_MONOTONIC ns; 0: none). Returns > 0 when slots are
+ * ready (consumer) or free (producer) after all, 0 after a wakeup (look
+ * again), -ETIMEDOUT, -EPIPE (the broker hung up), -EPROTO (impossible
+ * counter), -EINTR, or another negative errno. */
+int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
+		      int sock, uint64_t deadline);
+
+/* Now plus timeout_ms as a deadline for client_ring_sleep (0 if none). */
+uint64_t client_deadline(int timeout_ms);
+
 /* Monotonic clock in nanoseconds. */
 uint64_t client_now_ns(void);
 

@@ -230,44 +230,24 @@ static int ring_broken(struct expbus_consumer *c)
 			   "the batch ring's tail counter is impossible");
 }
 
+/* Waits for a batch (client_ring_sleep; ring.c explains why no wakeup is
+ * lost). */
 static int wait_for_batch(struct expbus_consumer *c, int timeout_ms)
 {
-	uint64_t deadline = timeout_ms > 0
-				    ? client_now_ns() + (uint64_t)timeout_ms * 1000000u
-				    : 0;
+	uint64_t deadline = client_deadline(timeout_ms);
 
 	for (;;) {
-		int left = -1, r;
-		uint64_t junk;
-
-		r = ring_consumer_prepare_sleep(&c->ring, c->held);
-		if (r != 0) {
-			ring_consumer_sleep_done(&c->ring);
-			return r;
-		}
-		if (timeout_ms > 0) {
-			uint64_t now = client_now_ns();
-			if (now >= deadline) {
-				ring_consumer_sleep_done(&c->ring);
-				return -ETIMEDOUT;
-			}
-			left = (int)((deadline - now + 999999) / 1000000);
-		}
-		r = client_wait(c->event_fd, c->sock, left);
-		ring_consumer_sleep_done(&c->ring);
-		if (r == -EPIPE) {
-			/* Batches already published stay readable. */
-			r = ring_consumer_ready(&c->ring, c->held, 1);
-			if (r != 0)
-				return r;
-			return client_fail(c->bus, -EPIPE,
-					   "the broker has gone away");
-		}
-		if (r < 0)
+		int r = client_ring_sleep(&c->ring, 0, c->held, c->event_fd,
+					  c->sock, deadline);
+		if (r == 0)
+			continue;
+		if (r != -EPIPE)
 			return r; /* -EINTR too: let the caller see signals */
-		if (r > 0 && read(c->event_fd, &junk, sizeof(junk)) < 0 &&
-		    errno != EAGAIN)
-			return -errno;
+		/* Batches already published stay readable. */
+		r = ring_consumer_ready(&c->ring, c->held, 1);
+		if (r != 0)
+			return r;
+		return client_fail(c->bus, -EPIPE, "the broker has gone away");
 	}
 }
 

@@ -259,50 +259,30 @@ static int ring_broken(struct expbus_producer *p)
 			   "the ring is unusable");
 }
 
-/* Waits for free slots: raise the sleeping flag, look again, then block on
- * the space eventfd (ring.c explains why no wakeup is lost). */
+/* Waits for free slots (client_ring_sleep; ring.c explains why no wakeup
+ * is lost). */
 static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 {
-	uint64_t deadline = timeout_ms > 0
-				    ? client_now_ns() + (uint64_t)timeout_ms * 1000000u
-				    : 0;
+	uint64_t deadline = client_deadline(timeout_ms);
 
 	for (;;) {
-		int left = -1, r;
-		uint64_t junk;
-
-		r = ring_producer_prepare_sleep(&p->ring, p->reserved);
-		if (r != 0) {
-			ring_producer_sleep_done(&p->ring);
-			return r < 0 ? ring_broken(p) : r;
-		}
-		if (timeout_ms > 0) {
-			uint64_t now = client_now_ns();
-			if (now >= deadline) {
-				ring_producer_sleep_done(&p->ring);
-				return -ETIMEDOUT;
-			}
-			left = (int)((deadline - now + 999999) / 1000000);
-		}
-		r = client_wait(p->space_fd, p->sock, left);
-		ring_producer_sleep_done(&p->ring);
-		if (r == -EPIPE) {
-			/* Hand the ring to a restarted broker; until one is
-			 * there, keep trying for as long as we may wait. */
-			if (resume(p) == 0)
-				continue;
-			if (timeout_ms > 0 && client_now_ns() >= deadline)
-				return client_fail(p->bus, -EPIPE,
-						   "the broker has gone away and "
-						   "none took over in time");
-			(void)poll(NULL, 0, 50);
+		int r = client_ring_sleep(&p->ring, 1, p->reserved, p->space_fd,
+					  p->sock, deadline);
+		if (r == 0)
 			continue;
-		}
-		if (r < 0)
+		if (r == -EPROTO)
+			return ring_broken(p);
+		if (r != -EPIPE)
 			return r; /* -EINTR too: let the caller see signals */
-		if (r > 0 && read(p->space_fd, &junk, sizeof(junk)) < 0 &&
-		    errno != EAGAIN)
-			return -errno;
+		/* Hand the ring to a restarted broker; until one is there,
+		 * keep trying for as long as we may wait. */
+		if (resume(p) == 0)
+			continue;
+		if (deadline && client_now_ns() >= deadline)
+			return client_fail(p->bus, -EPIPE,
+					   "the broker has gone away and none took "
+					   "over in time");
+		(void)poll(NULL, 0, 50);
 	}
 }
 
