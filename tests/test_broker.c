@@ -3,8 +3,13 @@
  * disconnected with a logged reason and everyone else is still served. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -762,6 +767,57 @@ Test(broker, a_restarted_broker_takes_over_a_producer_ring_without_loss)
 	}
 	expbus_consumer_close(c);
 	expbus_consumer_close(held);
+	expbus_producer_close(p);
+	expbus_free(bus);
+}
+
+/* ---- who may attach, and what a forked child inherits ---- */
+
+Test(broker, only_the_owner_may_use_the_socket)
+{
+	struct stat st;
+
+	cr_assert_eq(stat(tb.socket, &st), 0);
+	cr_assert(S_ISSOCK(st.st_mode));
+	cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", st.st_mode & 0777);
+}
+
+Test(broker, every_fd_the_library_holds_is_close_on_exec)
+{
+	struct expbus *bus;
+	struct expbus_producer *p;
+	struct expbus_consumer *c;
+	DIR *d;
+	struct dirent *e;
+	int seen = 0;
+
+	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0);
+	cr_assert_eq(expbus_subscribe(bus, "s", NULL, &c), 0);
+	d = opendir("/proc/self/fd");
+	cr_assert_not_null(d);
+	while ((e = readdir(d))) {
+		char path[64], target[256];
+		ssize_t n;
+		int fd = atoi(e->d_name);
+
+		if (e->d_name[0] == '.' || fd == dirfd(d))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (!strstr(target, "memfd:expbus") && !strstr(target, "[eventfd]"))
+			continue;
+		seen++;
+		cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC, "%s (fd %d) leaks into "
+							   "exec'd children",
+			  target, fd);
+	}
+	closedir(d);
+	cr_assert_geq(seen, 5, "ring, eventfds: found %d", seen);
+	expbus_consumer_close(c);
 	expbus_producer_close(p);
 	expbus_free(bus);
 }
