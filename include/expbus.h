@@ -56,7 +56,7 @@ EXPBUS_API const char *expbus_dtype_name(enum expbus_dtype dtype);
 
 /* Record flags (struct expbus_record_header.flags); bits 16-31 are free
  * for the application. */
-#define EXPBUS_RECORD_DONE (1u << 0)
+#define EXPBUS_RECORD_DONE	(1u << 0)
 #define EXPBUS_RECORD_TRUNCATED (1u << 1)
 
 /* Every record starts with this header; the stream's fields follow it, in
@@ -104,7 +104,7 @@ struct expbus_producer;
 struct expbus_producer_options {
 	uint32_t ring_slots; /* records in the ring, a power of two from 16
 				to 2^24; 0: the broker's default (~1 MiB) */
-	uint32_t flags;      /* EXPBUS_PRODUCER_* */
+	uint32_t flags;	     /* EXPBUS_PRODUCER_* */
 };
 /* Keep the timestamps the producer wrote instead of stamping at commit. */
 #define EXPBUS_PRODUCER_OWN_TIMESTAMPS (1u << 0)
@@ -113,10 +113,9 @@ struct expbus_producer_options {
  * "obs f32[9,20,20]; action i32; reward f32". A stream that exists with
  * another schema refuses: -EINVAL, and expbus_last_error() names the field
  * that differs. -ECONNREFUSED/-ENOENT: no broker at the socket path. */
-EXPBUS_API int expbus_producer_attach(struct expbus *bus, const char *stream,
-				      const char *schema,
-				      const struct expbus_producer_options *opts,
-				      struct expbus_producer **ret);
+EXPBUS_API int expbus_producer_attach(
+    struct expbus *bus, const char *stream, const char *schema,
+    const struct expbus_producer_options *opts, struct expbus_producer **ret);
 
 /* Detaches: records already committed are still delivered. */
 EXPBUS_API struct expbus_producer *
@@ -200,9 +199,9 @@ struct expbus_subscribe_options {
 	uint32_t n_games;
 	const uint32_t *players; /* only these player ids; NULL: all */
 	uint32_t n_players;
-	uint32_t min_turn;   /* only records with turn >= min_turn */
-	const char *group;   /* share records with other members; NULL: none */
-	uint32_t flags;      /* EXPBUS_SUBSCRIBE_* */
+	uint32_t min_turn; /* only records with turn >= min_turn */
+	const char *group; /* share records with other members; NULL: none */
+	uint32_t flags;	   /* EXPBUS_SUBSCRIBE_* */
 };
 /* Ask the broker to put an XXH3-64 checksum of each batch in its header. */
 #define EXPBUS_SUBSCRIBE_CHECKSUM (1u << 0)
@@ -224,27 +223,27 @@ EXPBUS_API const char *expbus_consumer_schema(const struct expbus_consumer *c);
 
 /* Why a batch was published. */
 enum expbus_flush_reason {
-	EXPBUS_FLUSH_FULL = 1,    /* batch_size records */
+	EXPBUS_FLUSH_FULL = 1,	  /* batch_size records */
 	EXPBUS_FLUSH_TIMEOUT = 2, /* max_delay_us passed */
-	EXPBUS_FLUSH_DRAIN = 3,   /* broker shutting down or stream idle */
+	EXPBUS_FLUSH_DRAIN = 3,	  /* broker shutting down or stream idle */
 };
 
 /* The header at the start of every batch, read-only. */
 struct expbus_batch {
-	uint64_t seq;           /* batch number for this subscription, from 0 */
-	uint32_t count;         /* records in the batch */
-	uint32_t flush_reason;  /* enum expbus_flush_reason */
-	uint64_t checksum;      /* XXH3-64 of the used column bytes, or 0 */
+	uint64_t seq;		/* batch number for this subscription, from 0 */
+	uint32_t count;		/* records in the batch */
+	uint32_t flush_reason;	/* enum expbus_flush_reason */
+	uint64_t checksum;	/* XXH3-64 of the used column bytes, or 0 */
 	uint64_t dropped_total; /* records dropped for this subscriber so far */
-	uint64_t publish_ns;    /* CLOCK_MONOTONIC when published */
+	uint64_t publish_ns;	/* CLOCK_MONOTONIC when published */
 	uint64_t reserved[3];
 };
 
 /* Waits for the next batch. timeout_ms as in expbus_reserve. Returns 0 and
  * the batch, -EAGAIN/-ETIMEDOUT when none came, -EINTR when a signal
  * interrupted the wait, -EPIPE when the broker has gone (after the batches
- * it had published), -EPROTO when the segment breaks the protocol. Batches stay valid
- * until released; several may be held at once. */
+ * it had published), -EPROTO when the segment breaks the protocol. Batches stay
+ * valid until released; several may be held at once. */
 EXPBUS_API int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 				 const struct expbus_batch **batch);
 
@@ -274,8 +273,8 @@ EXPBUS_API int expbus_batch_column(const struct expbus_consumer *c,
 
 /* Columns by index, 0 <= i < expbus_consumer_columns(c), for loops. */
 EXPBUS_API int expbus_consumer_columns(const struct expbus_consumer *c);
-EXPBUS_API const char *expbus_consumer_column_name(const struct expbus_consumer *c,
-						   int i);
+EXPBUS_API const char *
+expbus_consumer_column_name(const struct expbus_consumer *c, int i);
 EXPBUS_API int expbus_batch_column_at(const struct expbus_consumer *c,
 				      const struct expbus_batch *batch, int i,
 				      struct expbus_column *col);

@@ -247,7 +247,8 @@ int raw_attach(int sock, const char *stream, const char *schema,
 }
 
 int raw_subscribe(int sock, const char *stream, uint32_t batch_size,
-		  uint32_t max_delay_us, struct msg_ok_subscribe *ok, int fds[4])
+		  uint32_t max_delay_us, struct msg_ok_subscribe *ok,
+		  int fds[4])
 {
 	struct msg_subscribe m;
 	union {

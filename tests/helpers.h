@@ -37,7 +37,8 @@ int raw_attach(int sock, const char *stream, const char *schema,
 	       uint32_t ring_slots, struct msg_ok_attach *ok, int fds[3]);
 /* Sends a plain subscribe; returns the reply type and 4 fds. */
 int raw_subscribe(int sock, const char *stream, uint32_t batch_size,
-		  uint32_t max_delay_us, struct msg_ok_subscribe *ok, int fds[4]);
+		  uint32_t max_delay_us, struct msg_ok_subscribe *ok,
+		  int fds[4]);
 /* Waits up to timeout_ms for the broker to hang up on sock: 1 if it did. */
 int raw_hung_up(int sock, int timeout_ms);
 

@@ -25,7 +25,6 @@ double stress_scale(void)
 	return s ? atof(s) : 1.0;
 }
 
-
 static void maybe_pause(unsigned *seed)
 {
 	int r = rand_r(seed) % 1024;
@@ -67,7 +66,8 @@ static void *producer_main(void *arg)
 	ring_init_producer(&r, &st->s->prod, &st->s->cons, st->s->slots, 8,
 			   st->cap);
 	while (v < st->count) {
-		int n = ring_producer_free(&r, 0, (uint64_t)(rand_r(&seed) % 7 + 1));
+		int n = ring_producer_free(&r, 0,
+					   (uint64_t)(rand_r(&seed) % 7 + 1));
 		if (n < 0) {
 			st->errors++;
 			break;
@@ -103,7 +103,8 @@ static void *consumer_main(void *arg)
 	ring_init_consumer(&r, &st->s->prod, &st->s->cons, st->s->slots, 8,
 			   st->cap);
 	while (want < st->count) {
-		int n = ring_consumer_ready(&r, 0, (uint64_t)(rand_r(&seed) % 7 + 1));
+		int n = ring_consumer_ready(&r, 0,
+					    (uint64_t)(rand_r(&seed) % 7 + 1));
 		if (n < 0) {
 			st->errors++;
 			break;
@@ -118,7 +119,8 @@ static void *consumer_main(void *arg)
 			continue;
 		}
 		for (int i = 0; i < n; i++)
-			if (*(uint64_t *)ring_slot(&r, r.pos + (uint64_t)i) != want++)
+			if (*(uint64_t *)ring_slot(&r, r.pos + (uint64_t)i) !=
+			    want++)
 				st->errors++;
 		if (ring_consumer_release(&r, (uint64_t)n))
 			wake(st->prod_efd);
@@ -144,4 +146,3 @@ void stress_run(struct stress *st)
 	close(st->cons_efd);
 	free(st->s);
 }
-

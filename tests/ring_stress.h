@@ -16,7 +16,7 @@ struct stress {
 	int sleeping; /* block on eventfds instead of spinning */
 	int prod_efd, cons_efd;
 	uint64_t prod_sleeps, cons_sleeps;
-	uint64_t lost;   /* waits that ran into the watchdog timeout */
+	uint64_t lost;	 /* waits that ran into the watchdog timeout */
 	uint64_t errors; /* records lost, duplicated or out of order */
 };
 

@@ -53,12 +53,11 @@ static void write_records(struct expbus_producer *p, uint32_t game, int n,
 			  int first)
 {
 	for (int i = 0; i < n; i++) {
-		struct expbus_record_header h = {.game = game, .player = 1,
-						 .turn = (uint32_t)(first + i)};
+		struct expbus_record_header h = {
+		    .game = game, .player = 1, .turn = (uint32_t)(first + i)};
 		struct rec r = {{(float)(first + i), 1, 2, 3}, first + i};
 		int rc = expbus_write(p, &h, &r, sizeof(r), 1000);
-		cr_assert_eq(rc, 0, "write %d: %s", rc,
-			     strerror(-rc));
+		cr_assert_eq(rc, 0, "write %d: %s", rc, strerror(-rc));
 	}
 }
 
@@ -115,14 +114,15 @@ Test(broker, records_arrive_as_columns_with_their_header)
 	int got = 0;
 
 	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
-	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0, "%s",
-		     expbus_last_error(bus));
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0,
+		     "%s", expbus_last_error(bus));
 	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0, "%s",
 		     expbus_last_error(bus));
 	cr_assert_str_eq(expbus_consumer_schema(c), "obs f32[4]; action i32");
 	write_records(p, 3, 10, 0);
 	while (got < 10) {
-		cr_assert_eq(expbus_next_batch(c, 2000, &b), 0, "batch %d", got);
+		cr_assert_eq(expbus_next_batch(c, 2000, &b), 0, "batch %d",
+			     got);
 		cr_assert_eq(expbus_batch_column(c, b, "obs", &obs), 0);
 		cr_assert_eq(expbus_batch_column(c, b, "action", &action), 0);
 		cr_assert_eq(expbus_batch_column(c, b, "seq", &seq), 0);
@@ -136,14 +136,17 @@ Test(broker, records_arrive_as_columns_with_their_header)
 		cr_assert_eq(obs.elem_size, 16);
 		cr_assert_eq((uintptr_t)obs.data % 64, 0, "64-byte aligned");
 		cr_assert_eq(b->count, got < 8 ? 4u : 2u);
-		cr_assert_eq(b->flush_reason,
-			     got < 8 ? EXPBUS_FLUSH_FULL : EXPBUS_FLUSH_TIMEOUT);
+		cr_assert_eq(b->flush_reason, got < 8 ? EXPBUS_FLUSH_FULL
+						      : EXPBUS_FLUSH_TIMEOUT);
 		for (uint32_t i = 0; i < b->count; i++, got++) {
-			cr_assert_eq(((const float *)obs.data)[i * 4], (float)got);
+			cr_assert_eq(((const float *)obs.data)[i * 4],
+				     (float)got);
 			cr_assert_eq(((const int32_t *)action.data)[i], got);
-			cr_assert_eq(((const uint64_t *)seq.data)[i], (uint64_t)got);
+			cr_assert_eq(((const uint64_t *)seq.data)[i],
+				     (uint64_t)got);
 			cr_assert_eq(((const uint32_t *)game.data)[i], 3);
-			cr_assert_eq(((const uint32_t *)turn.data)[i], (uint32_t)got);
+			cr_assert_eq(((const uint32_t *)turn.data)[i],
+				     (uint32_t)got);
 			cr_assert_eq(((const uint32_t *)source.data)[i], 1);
 		}
 		cr_assert_eq(expbus_release(c, b), 0);
@@ -242,14 +245,17 @@ Test(broker, a_lone_record_is_flushed_within_its_max_delay)
 	write_records(p, 1, 1, 0);
 	/* Generous bound: the point is that it comes without more records
 	 * and not before its delay, not how fast a loaded CI machine is. */
-	cr_assert_eq(expbus_next_batch(c, 5000, &b), 0, "the lone record "
-							"never came");
+	cr_assert_eq(expbus_next_batch(c, 5000, &b), 0,
+		     "the lone record "
+		     "never came");
 	cr_assert_eq(b->count, 1);
 	cr_assert_eq(b->flush_reason, EXPBUS_FLUSH_TIMEOUT);
 	cr_assert_eq(expbus_batch_column(c, b, "timestamp", &ts), 0);
 	waited = b->publish_ns - ((const uint64_t *)ts.data)[0];
-	cr_assert_geq(waited, 40000000u, "published after %llu ns, before its "
-					 "delay", (unsigned long long)waited);
+	cr_assert_geq(waited, 40000000u,
+		      "published after %llu ns, before its "
+		      "delay",
+		      (unsigned long long)waited);
 	expbus_release(c, b);
 	expbus_consumer_close(c);
 	expbus_producer_close(p);
@@ -431,7 +437,8 @@ Test(broker, a_release_beyond_what_was_delivered_is_a_violation)
 	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
 	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0);
 	s = raw_connect(&tb);
-	cr_assert_eq(raw_subscribe(s, "s", 4, 1000, &ok, fds), MSG_OK_SUBSCRIBE);
+	cr_assert_eq(raw_subscribe(s, "s", 4, 1000, &ok, fds),
+		     MSG_OK_SUBSCRIBE);
 	rel = mmap(NULL, RELEASE_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		   fds[1], 0);
 	cr_assert_neq(rel, MAP_FAILED);
@@ -455,14 +462,16 @@ Test(broker, a_subscriber_cannot_write_its_batch_ring)
 	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
 	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0);
 	s = raw_connect(&tb);
-	cr_assert_eq(raw_subscribe(s, "s", 4, 1000, &ok, fds), MSG_OK_SUBSCRIBE);
+	cr_assert_eq(raw_subscribe(s, "s", 4, 1000, &ok, fds),
+		     MSG_OK_SUBSCRIBE);
 	cr_assert_eq(mmap(NULL, ok.segment_size, PROT_READ | PROT_WRITE,
 			  MAP_SHARED, fds[0], 0),
 		     MAP_FAILED, "writable mmap");
 	cr_assert_eq(errno, EPERM);
 	ro = mmap(NULL, ok.segment_size, PROT_READ, MAP_SHARED, fds[0], 0);
 	cr_assert_neq(ro, MAP_FAILED, "read-only mmap");
-	cr_assert_neq(mprotect(ro, 4096, PROT_READ | PROT_WRITE), 0, "mprotect");
+	cr_assert_neq(mprotect(ro, 4096, PROT_READ | PROT_WRITE), 0,
+		      "mprotect");
 	cr_assert_eq(pwrite(fds[0], "x", 1, 0), -1, "write(2)");
 	cr_assert_eq(errno, EPERM);
 	cr_assert_neq(ftruncate(fds[0], 0), 0, "ftruncate shrink");
@@ -494,8 +503,8 @@ static struct progress *shared_progress(void)
 
 /* A game process: writes records of games game0..game0+games-1 until
  * killed or count is reached, publishing its progress. */
-static pid_t spawn_producer(struct progress *pr, uint32_t game0,
-			    uint32_t games, uint64_t count)
+static pid_t spawn_producer(struct progress *pr, uint32_t game0, uint32_t games,
+			    uint64_t count)
 {
 	pid_t pid = fork();
 
@@ -511,8 +520,8 @@ static pid_t spawn_producer(struct progress *pr, uint32_t game0,
 	atomic_store(&pr->ready, 1);
 	for (uint64_t i = 0; i < count; i++) {
 		struct expbus_record_header h = {
-			.game = game0 + (uint32_t)(i / 10 % games),
-			.turn = (uint32_t)i};
+		    .game = game0 + (uint32_t)(i / 10 % games),
+		    .turn = (uint32_t)i};
 		struct rec r = {{(float)i, 0, 0, 0}, (int32_t)i};
 		atomic_store(&pr->intent, i + 1);
 		if (expbus_write(p, &h, &r, sizeof(r), -1) < 0)
@@ -559,7 +568,8 @@ Test(broker, a_killed_producer_s_committed_records_all_arrive)
 
 	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
 	/* The stream must exist before subscribing; this producer leaves. */
-	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &creator), 0);
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &creator),
+		     0);
 	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
 	expbus_producer_close(creator);
 	usleep(100000);
@@ -614,7 +624,8 @@ static pid_t spawn_hoarder(struct progress *pr)
 					     .max_delay_us = 5000,
 					     .group = "g"};
 	const struct expbus_batch *b;
-	if (expbus_new(tb.socket, &bus) < 0 || expbus_subscribe(bus, "s", &o, &c) < 0)
+	if (expbus_new(tb.socket, &bus) < 0 ||
+	    expbus_subscribe(bus, "s", &o, &c) < 0)
 		_exit(3);
 	atomic_store(&pr->ready, 1);
 	for (;;) {
@@ -631,9 +642,8 @@ Test(broker, a_killed_group_member_s_records_go_to_the_other)
 	struct expbus *bus;
 	struct expbus_producer *p;
 	struct expbus_consumer *c;
-	struct expbus_subscribe_options o = {.batch_size = 8,
-					     .max_delay_us = 5000,
-					     .group = "g"};
+	struct expbus_subscribe_options o = {
+	    .batch_size = 8, .max_delay_us = 5000, .group = "g"};
 	struct progress *pr = shared_progress();
 	const struct expbus_batch *b;
 	const uint32_t games = 16, n = 4000;
@@ -657,7 +667,8 @@ Test(broker, a_killed_group_member_s_records_go_to_the_other)
 						 .turn = i / games};
 		struct rec r = {{0}, (int32_t)i};
 		int err;
-		while ((err = expbus_write(p, &h, &r, sizeof(r), 10)) == -ETIMEDOUT) {
+		while ((err = expbus_write(p, &h, &r, sizeof(r), 10)) ==
+		       -ETIMEDOUT) {
 			/* Back-pressure: drain ours, and once the hoarder
 			 * holds a full ring, kill it. */
 			while (expbus_next_batch(c, 0, &b) == 0) {
@@ -665,10 +676,12 @@ Test(broker, a_killed_group_member_s_records_go_to_the_other)
 				expbus_batch_column(c, b, "game", &game);
 				expbus_batch_column(c, b, "turn", &turn);
 				for (uint32_t k = 0; k < b->count; k++, got++) {
-					uint32_t g = ((const uint32_t *)game.data)[k];
-					cr_assert_eq(((const uint32_t *)turn.data)[k],
-						     next_turn[g]++,
-						     "game %u out of order", g);
+					uint32_t g =
+					    ((const uint32_t *)game.data)[k];
+					cr_assert_eq(
+					    ((const uint32_t *)turn.data)[k],
+					    next_turn[g]++,
+					    "game %u out of order", g);
 				}
 				expbus_release(c, b);
 			}
@@ -687,8 +700,8 @@ Test(broker, a_killed_group_member_s_records_go_to_the_other)
 		expbus_batch_column(c, b, "turn", &turn);
 		for (uint32_t k = 0; k < b->count; k++, got++) {
 			uint32_t g = ((const uint32_t *)game.data)[k];
-			cr_assert_eq(((const uint32_t *)turn.data)[k], next_turn[g]++,
-				     "game %u out of order", g);
+			cr_assert_eq(((const uint32_t *)turn.data)[k],
+				     next_turn[g]++, "game %u out of order", g);
 		}
 		expbus_release(c, b);
 	}
@@ -709,8 +722,8 @@ Test(broker, a_restarted_broker_takes_over_a_producer_ring_without_loss)
 	struct expbus_producer *p;
 	struct expbus_consumer *held, *c;
 	struct expbus_producer_options po = {.ring_slots = 16};
-	struct expbus_subscribe_options ho = {.batch_size = 4, .batch_slots = 2,
-					      .max_delay_us = 1000000};
+	struct expbus_subscribe_options ho = {
+	    .batch_size = 4, .batch_slots = 2, .max_delay_us = 1000000};
 	struct expbus_subscribe_options co = {.batch_size = 8,
 					      .max_delay_us = 5000};
 	struct expbus_span span;
@@ -724,7 +737,8 @@ Test(broker, a_restarted_broker_takes_over_a_producer_ring_without_loss)
 	/* The held subscriber takes two batches (seq 0-7) and releases
 	 * nothing: the broker stops there and the ring fills behind it. */
 	while (written < 100) {
-		struct expbus_record_header h = {.game = 1, .turn = (uint32_t)written};
+		struct expbus_record_header h = {.game = 1,
+						 .turn = (uint32_t)written};
 		struct rec r = {{0}, (int32_t)written};
 		if (expbus_write(p, &h, &r, sizeof(r), 200) < 0)
 			break;
@@ -748,20 +762,22 @@ Test(broker, a_restarted_broker_takes_over_a_producer_ring_without_loss)
 	cr_assert_eq(expbus_subscribe(bus, "s", &co, &c), 0, "%s",
 		     expbus_last_error(bus));
 	for (int i = 0; i < 10; i++, written++) {
-		struct expbus_record_header h = {.game = 1, .turn = (uint32_t)written};
+		struct expbus_record_header h = {.game = 1,
+						 .turn = (uint32_t)written};
 		struct rec r = {{0}, (int32_t)written};
 		cr_assert_eq(expbus_write(p, &h, &r, sizeof(r), 5000), 0);
 	}
 	/* Everything the old broker had not taken, then the new records. */
 	while (want < written) {
 		struct expbus_column seq, act;
-		cr_assert_eq(expbus_next_batch(c, 5000, &b), 0, "waiting for %llu",
-			     (unsigned long long)want);
+		cr_assert_eq(expbus_next_batch(c, 5000, &b), 0,
+			     "waiting for %llu", (unsigned long long)want);
 		expbus_batch_column(c, b, "seq", &seq);
 		expbus_batch_column(c, b, "action", &act);
 		for (uint32_t i = 0; i < b->count; i++, want++) {
 			cr_assert_eq(((const uint64_t *)seq.data)[i], want);
-			cr_assert_eq(((const int32_t *)act.data)[i], (int32_t)want);
+			cr_assert_eq(((const int32_t *)act.data)[i],
+				     (int32_t)want);
 		}
 		expbus_release(c, b);
 	}
@@ -808,11 +824,13 @@ Test(broker, every_fd_the_library_holds_is_close_on_exec)
 		if (n <= 0)
 			continue;
 		target[n] = '\0';
-		if (!strstr(target, "memfd:expbus") && !strstr(target, "[eventfd]"))
+		if (!strstr(target, "memfd:expbus") &&
+		    !strstr(target, "[eventfd]"))
 			continue;
 		seen++;
-		cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC, "%s (fd %d) leaks into "
-							   "exec'd children",
+		cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC,
+			  "%s (fd %d) leaks into "
+			  "exec'd children",
 			  target, fd);
 	}
 	closedir(d);

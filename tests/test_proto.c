@@ -11,7 +11,8 @@
 
 static void pair(int sv[2])
 {
-	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv),
+		     0);
 }
 
 Test(proto, a_valid_header_gives_its_type)
@@ -32,7 +33,8 @@ Test(proto, short_garbage_and_wrong_length_are_bad_messages)
 	memset(junk, 0xab, sizeof(junk));
 	cr_assert_eq(proto_check(junk, 3, err, sizeof(err)), -EBADMSG);
 	cr_assert(strstr(err, "shorter"));
-	cr_assert_eq(proto_check(junk, sizeof(junk), err, sizeof(err)), -EBADMSG);
+	cr_assert_eq(proto_check(junk, sizeof(junk), err, sizeof(err)),
+		     -EBADMSG);
 	cr_assert(strstr(err, "magic"));
 	proto_header(&m.h, MSG_STATS, sizeof(m) + 4);
 	cr_assert_eq(proto_check(&m, sizeof(m), err, sizeof(err)), -EBADMSG);
@@ -97,7 +99,8 @@ Test(proto, extra_fds_are_closed_and_counted)
 		struct cmsghdr align;
 	} control;
 	struct iovec iov = {.iov_base = &m, .iov_len = sizeof(m)};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
 			    .msg_control = control.buf,
 			    .msg_controllen = sizeof(control.buf)};
 	struct cmsghdr *cm;

@@ -23,7 +23,8 @@ struct shared {
 
 static struct shared *shared_new(uint64_t capacity)
 {
-	struct shared *s = aligned_alloc(64, align_up(sizeof(*s) + capacity * 8, 64));
+	struct shared *s =
+	    aligned_alloc(64, align_up(sizeof(*s) + capacity * 8, 64));
 
 	cr_assert_not_null(s);
 	memset(s, 0, sizeof(*s) + capacity * 8);
@@ -36,7 +37,6 @@ static void views(struct shared *s, uint64_t capacity, struct ring *p,
 	ring_init_producer(p, &s->prod, &s->cons, s->slots, 8, capacity);
 	ring_init_consumer(c, &s->prod, &s->cons, s->slots, 8, capacity);
 }
-
 
 Test(ring, empty_ring_has_nothing_to_read_and_everything_free)
 {
@@ -63,7 +63,8 @@ Test(ring, commit_publishes_in_order_and_release_frees)
 	cr_assert_eq(ring_consumer_ready(&c, 0, 8), 3);
 	for (uint64_t i = 0; i < 3; i++)
 		cr_assert_eq(*(uint64_t *)ring_slot(&c, c.pos + i), 100 + i);
-	cr_assert_eq(ring_consumer_ready(&c, 1, 8), 2, "skip counts held slots");
+	cr_assert_eq(ring_consumer_ready(&c, 1, 8), 2,
+		     "skip counts held slots");
 	ring_consumer_release(&c, 2);
 	cr_assert_eq(ring_consumer_ready(&c, 0, 8), 1);
 	cr_assert_eq(atomic_load(&s->cons.pos), 2);
@@ -100,14 +101,16 @@ Test(ring, wraps_without_losing_records)
 		/* Contiguous: never past the end of the slot array. */
 		cr_assert_leq((p.pos & p.mask) + (uint64_t)n, cap);
 		for (int i = 0; i < n; i++)
-			*(uint64_t *)ring_slot(&p, p.pos + (uint64_t)i) = next_w++;
+			*(uint64_t *)ring_slot(&p, p.pos + (uint64_t)i) =
+			    next_w++;
 		ring_producer_commit(&p, (uint64_t)n);
 		n = ring_consumer_ready(&c, 0, (uint64_t)(rand() % 5 + 1));
 		cr_assert_geq(n, 0);
 		cr_assert_leq((c.pos & c.mask) + (uint64_t)n, cap);
 		for (int i = 0; i < n; i++)
-			cr_assert_eq(*(uint64_t *)ring_slot(&c, c.pos + (uint64_t)i),
-				     next_r++);
+			cr_assert_eq(
+			    *(uint64_t *)ring_slot(&c, c.pos + (uint64_t)i),
+			    next_r++);
 		ring_consumer_release(&c, (uint64_t)n);
 	}
 	free(s);
@@ -188,8 +191,8 @@ Test(ring, commit_reports_a_sleeping_consumer_and_release_a_sleeping_producer)
 Test(ring_stress, two_threads_with_random_pauses_keep_order_without_loss,
      .timeout = 120)
 {
-	struct stress st = {.cap = 64, .count = (uint64_t)(2e6 * stress_scale()),
-			    .pauses = 1};
+	struct stress st = {
+	    .cap = 64, .count = (uint64_t)(2e6 * stress_scale()), .pauses = 1};
 
 	stress_run(&st);
 	cr_assert_eq(st.errors, 0, "records lost, duplicated or reordered");
@@ -198,8 +201,8 @@ Test(ring_stress, two_threads_with_random_pauses_keep_order_without_loss,
 Test(ring_stress, both_sides_sleep_and_wake_without_losing_a_wakeup,
      .timeout = 120)
 {
-	struct stress st = {.cap = 2, .count = (uint64_t)(1e6 * stress_scale()),
-			    .sleeping = 1};
+	struct stress st = {
+	    .cap = 2, .count = (uint64_t)(1e6 * stress_scale()), .sleeping = 1};
 	uint64_t sleeps;
 
 	stress_run(&st);

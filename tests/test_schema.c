@@ -34,11 +34,13 @@ static void parse_fails(const char *text, const char *want1, const char *want2)
 	cr_assert_eq(r, -EINVAL, "\"%s\" parsed (r=%d)", text, r);
 	cr_assert(strlen(err) > 0, "no message for \"%s\"", text);
 	if (want1)
-		cr_assert(strstr(err, want1), "message for \"%s\" lacks '%s': %s",
-			  text, want1, err);
+		cr_assert(strstr(err, want1),
+			  "message for \"%s\" lacks '%s': %s", text, want1,
+			  err);
 	if (want2)
-		cr_assert(strstr(err, want2), "message for \"%s\" lacks '%s': %s",
-			  text, want2, err);
+		cr_assert(strstr(err, want2),
+			  "message for \"%s\" lacks '%s': %s", text, want2,
+			  err);
 }
 
 Test(schema, dtype_sizes_and_names)
@@ -53,7 +55,7 @@ Test(schema, dtype_sizes_and_names)
 	cr_assert_str_eq(expbus_dtype_name(EXPBUS_DTYPE_F64), "f64");
 	cr_assert_eq(expbus_dtype_size((enum expbus_dtype)0), 0);
 	cr_assert_eq(expbus_dtype_size((enum expbus_dtype)13), 0);
-	cr_assert_eq(expbus_dtype_size((enum expbus_dtype)-1), 0);
+	cr_assert_eq(expbus_dtype_size((enum expbus_dtype) - 1), 0);
 	cr_assert_null(expbus_dtype_name((enum expbus_dtype)0));
 	cr_assert_null(expbus_dtype_name((enum expbus_dtype)99));
 }
@@ -89,8 +91,8 @@ Test(schema, realistic_schema_lays_out_fields_aligned_in_order)
 	cr_assert_eq(s.data_size, 14840);
 	for (uint32_t i = 0; i < s.nfields; i++)
 		cr_assert_eq(s.fields[i].offset %
-				     expbus_dtype_size(s.fields[i].dtype), 0,
-			     "field %u misaligned", i);
+				 expbus_dtype_size(s.fields[i].dtype),
+			     0, "field %u misaligned", i);
 }
 
 Test(schema, data_size_rounds_up_to_eight)
@@ -108,10 +110,10 @@ Test(schema, data_size_rounds_up_to_eight)
 Test(schema, canonical_form_normalises_spacing)
 {
 	const char *spellings[] = {
-		"obs f32[9,20,20]; action i32; reward f32",
-		"obs: f32[9,20,20]\naction: i32\nreward: f32\n",
-		"  obs:f32[ 9 , 20,20 ] ;\taction   i32;reward f32;;\n\n",
-		"obs f32 [9,20,20]\r\naction i32\r\nreward : f32\r\n",
+	    "obs f32[9,20,20]; action i32; reward f32",
+	    "obs: f32[9,20,20]\naction: i32\nreward: f32\n",
+	    "  obs:f32[ 9 , 20,20 ] ;\taction   i32;reward f32;;\n\n",
+	    "obs f32 [9,20,20]\r\naction i32\r\nreward : f32\r\n",
 	};
 	char text[SCHEMA_TEXT_MAX];
 	uint64_t h0 = 0;
@@ -121,7 +123,8 @@ Test(schema, canonical_form_normalises_spacing)
 		int n = schema_format(&s, text, sizeof(text));
 
 		cr_assert_eq(n, (int)strlen(text));
-		cr_assert_str_eq(text, "obs f32[9,20,20]; action i32; reward f32",
+		cr_assert_str_eq(text,
+				 "obs f32[9,20,20]; action i32; reward f32",
 				 "spelling %zu", i);
 		if (i == 0)
 			h0 = s.hash;
@@ -156,16 +159,16 @@ Test(schema, hash_differs_when_anything_changes)
 {
 	const char *base = "obs f32[9,20,20]; action i32; reward f32";
 	const char *variants[] = {
-		"obs f32[9,20,21]; action i32; reward f32",  /* dim */
-		"obs f32[9,20]; action i32; reward f32",     /* ndim */
-		"obs f32[9,20,20,1]; action i32; reward f32", /* extra dim */
-		"obs f64[9,20,20]; action i32; reward f32",  /* dtype */
-		"obs f32[9,20,20]; action u32; reward f32",  /* dtype */
-		"obz f32[9,20,20]; action i32; reward f32",  /* name */
-		"action i32; obs f32[9,20,20]; reward f32",  /* order */
-		"obs f32[9,20,20]; action i32",              /* fewer */
-		"obs f32[9,20,20]; action i32; reward f32; x u8", /* more */
-		"obs f32[20,9,20]; action i32; reward f32",  /* dim order */
+	    "obs f32[9,20,21]; action i32; reward f32",	      /* dim */
+	    "obs f32[9,20]; action i32; reward f32",	      /* ndim */
+	    "obs f32[9,20,20,1]; action i32; reward f32",     /* extra dim */
+	    "obs f64[9,20,20]; action i32; reward f32",	      /* dtype */
+	    "obs f32[9,20,20]; action u32; reward f32",	      /* dtype */
+	    "obz f32[9,20,20]; action i32; reward f32",	      /* name */
+	    "action i32; obs f32[9,20,20]; reward f32",	      /* order */
+	    "obs f32[9,20,20]; action i32",		      /* fewer */
+	    "obs f32[9,20,20]; action i32; reward f32; x u8", /* more */
+	    "obs f32[20,9,20]; action i32; reward f32",	      /* dim order */
 	};
 	uint64_t h = hash_of(base);
 
@@ -214,8 +217,8 @@ Test(schema, long_name_is_refused)
 
 Test(schema, reserved_names_are_refused)
 {
-	const char *names[] = { "seq", "timestamp", "source", "game",
-				"player", "turn", "flags" };
+	const char *names[] = {"seq",	 "timestamp", "source", "game",
+			       "player", "turn",      "flags"};
 
 	for (size_t i = 0; i < 7; i++) {
 		char text[64];
@@ -275,7 +278,8 @@ Test(schema, max_fields_fit_and_one_more_fails)
 	size_t n = 0;
 
 	for (int i = 0; i < MAX_FIELDS; i++)
-		n += (size_t)snprintf(text + n, sizeof(text) - n, "f%d u8; ", i);
+		n +=
+		    (size_t)snprintf(text + n, sizeof(text) - n, "f%d u8; ", i);
 	struct schema s = parse_ok(text);
 	cr_assert_eq(s.nfields, MAX_FIELDS);
 	cr_assert_eq(s.data_size, 64);
@@ -319,8 +323,7 @@ Test(schema, record_larger_than_limit_fails)
 {
 	char text[128];
 
-	snprintf(text, sizeof(text), "a u8[%u]; b u8",
-		 SCHEMA_FIELD_MAX_BYTES);
+	snprintf(text, sizeof(text), "a u8[%u]; b u8", SCHEMA_FIELD_MAX_BYTES);
 	parse_fails(text, "'b'", NULL);
 }
 
@@ -399,7 +402,8 @@ Test(schema, format_reports_enospc_with_a_tiny_buffer)
 	cr_assert_str_eq(buf, "");
 	cr_assert_eq(schema_format(&s, NULL, 0), -ENOSPC);
 	cr_assert_eq(schema_format(&s, buf, strlen(want)), -ENOSPC);
-	cr_assert_eq(schema_format(&s, buf, strlen(want) + 1), (int)strlen(want));
+	cr_assert_eq(schema_format(&s, buf, strlen(want) + 1),
+		     (int)strlen(want));
 	cr_assert_str_eq(buf, want);
 }
 
@@ -426,12 +430,15 @@ Test(schema, diff_of_identical_schemas_is_zero)
 
 Test(schema, diff_names_field_with_changed_type)
 {
-	diff_says("obs f32[9,20,20]; action i32", "obs f32[9,20,21]; action i32",
+	diff_says("obs f32[9,20,20]; action i32",
+		  "obs f32[9,20,21]; action i32",
 		  "field 'obs' is f32[9,20,20] in the stream but f32[9,20,21] "
 		  "in the request");
-	diff_says("obs f32[9,20,20]; action i32", "obs f32[9,20,20]; action i64",
+	diff_says("obs f32[9,20,20]; action i32",
+		  "obs f32[9,20,20]; action i64",
 		  "field 'action' is i32 in the stream but i64 in the request");
-	diff_says("a u8[4]", "a u8", "field 'a' is u8[4] in the stream but u8 in the request");
+	diff_says("a u8[4]", "a u8",
+		  "field 'a' is u8[4] in the stream but u8 in the request");
 }
 
 Test(schema, diff_names_missing_field)
@@ -452,8 +459,9 @@ Test(schema, diff_names_extra_field)
 
 Test(schema, diff_names_reordered_field)
 {
-	diff_says("b i32; a i32; c i32", "a i32; b i32; c i32",
-		  "field 'b' is at position 1 in the stream but 2 in the request");
+	diff_says(
+	    "b i32; a i32; c i32", "a i32; b i32; c i32",
+	    "field 'b' is at position 1 in the stream but 2 in the request");
 }
 
 Test(schema, diff_message_may_be_null_or_short)
@@ -490,17 +498,20 @@ Test(schema, garbage_bytes_never_crash)
 static size_t random_schema_text(char *text, size_t len)
 {
 	static const char alphabet[] = "abfiuloq_0123456789 \t\r\n;:,[]-+x8";
-	static const char *const names[] = { "obs", "a", "b", "mask", "seq", "_x1", "9z" };
-	static const char *const types[] = { "f32", "u8", "bool", "i64", "f16", "f33", "" };
-	static const char *const dims[] = { "1", "9", "20", "0", "4294967295", "65536", "" };
+	static const char *const names[] = {"obs", "a",	  "b", "mask",
+					    "seq", "_x1", "9z"};
+	static const char *const types[] = {"f32", "u8",  "bool", "i64",
+					    "f16", "f33", ""};
+	static const char *const dims[] = {"1",		 "9",	  "20", "0",
+					   "4294967295", "65536", ""};
 	int nfields = rand() % 6;
 	size_t n = 0;
 
 #define PICK(arr) arr[rand() % (int)(sizeof(arr) / sizeof(arr[0]))]
 	for (int i = 0; i < nfields && n + 128 < len; i++) {
-		n += (size_t)snprintf(text + n, len - n, "%s%s%s%s", PICK(names),
-				      rand() % 3 ? " " : ":", PICK(types),
-				      rand() % 2 ? "" : "[");
+		n += (size_t)snprintf(text + n, len - n, "%s%s%s%s",
+				      PICK(names), rand() % 3 ? " " : ":",
+				      PICK(types), rand() % 2 ? "" : "[");
 		if (text[n - 1] == '[') {
 			int nd = rand() % 10;
 
@@ -540,7 +551,8 @@ Test(schema, strings_of_the_schema_alphabet_never_crash)
 		ok++;
 		cr_assert_gt(schema_format(&s, canon, sizeof(canon)), 0);
 		cr_assert_eq(schema_parse(canon, &t, err, sizeof(err)), 0,
-			     "canonical \"%s\" of \"%s\": %s", canon, text, err);
+			     "canonical \"%s\" of \"%s\": %s", canon, text,
+			     err);
 		cr_assert_eq(t.hash, s.hash);
 		cr_assert_eq(schema_diff(&s, &t, NULL, 0), 0);
 	}

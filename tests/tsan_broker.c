@@ -17,7 +17,7 @@
 #include "expbus.h"
 
 #define PRODUCERS 4
-#define SCHEMA "obs f32[6]; action i32"
+#define SCHEMA	  "obs f32[6]; action i32"
 
 static uint64_t records = 50000;
 static struct expbus *bus;
@@ -59,7 +59,8 @@ static void *producer_main(void *arg)
 			break;
 		}
 		for (int k = 0; k < n && i + (uint64_t)k < records; k++) {
-			struct expbus_record_header *r = expbus_span_record(&span, (unsigned)k);
+			struct expbus_record_header *r =
+			    expbus_span_record(&span, (unsigned)k);
 			uint8_t *d = expbus_record_data(r);
 			uint64_t s = i + (uint64_t)k;
 			float *obs = (float *)(d + obs_off);
@@ -130,7 +131,8 @@ static void *reader_main(void *arg)
 		int err = expbus_next_batch(r->c, 100, &b);
 
 		if (err == -ETIMEDOUT || err == -EAGAIN) {
-			if ((r->grouped ? atomic_load(&group_total) : r->got) >= want)
+			if ((r->grouped ? atomic_load(&group_total) : r->got) >=
+			    want)
 				break;
 			idle++;
 			continue;
@@ -156,9 +158,8 @@ int main(int argc, char **argv)
 	struct reader readers[3] = {{0}, {.grouped = 1}, {.grouped = 1}};
 	struct expbus_subscribe_options all = {.batch_size = 64,
 					       .max_delay_us = 2000};
-	struct expbus_subscribe_options grp = {.batch_size = 16,
-					       .max_delay_us = 2000,
-					       .group = "g"};
+	struct expbus_subscribe_options grp = {
+	    .batch_size = 16, .max_delay_us = 2000, .group = "g"};
 	pthread_t bt, pt[PRODUCERS], rt[3];
 	char dir[] = "/tmp/expbus-tsan-XXXXXX", path[128];
 	sigset_t mask;
@@ -184,7 +185,8 @@ int main(int argc, char **argv)
 	pthread_create(&bt, NULL, broker_main, &b);
 	expbus_new(path, &bus);
 	for (int i = 0; i < PRODUCERS; i++)
-		if (expbus_producer_attach(bus, "s", SCHEMA, NULL, &prod[i]) < 0) {
+		if (expbus_producer_attach(bus, "s", SCHEMA, NULL, &prod[i]) <
+		    0) {
 			fprintf(stderr, "attach: %s\n", expbus_last_error(bus));
 			return 1;
 		}

@@ -19,12 +19,10 @@ static int check(const char *name, struct stress *st)
 
 int main(void)
 {
-	struct stress pauses = {.cap = 64,
-				.count = (uint64_t)(2e6 * stress_scale()),
-				.pauses = 1};
-	struct stress sleeping = {.cap = 2,
-				  .count = (uint64_t)(1e6 * stress_scale()),
-				  .sleeping = 1};
+	struct stress pauses = {
+	    .cap = 64, .count = (uint64_t)(2e6 * stress_scale()), .pauses = 1};
+	struct stress sleeping = {
+	    .cap = 2, .count = (uint64_t)(1e6 * stress_scale()), .sleeping = 1};
 	int ok = check("random pauses", &pauses);
 
 	ok &= check("sleeping", &sleeping);

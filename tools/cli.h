@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#define EXIT_USAGE 2  /* bad command line */
+#define EXIT_USAGE  2 /* bad command line */
 #define EXIT_BROKER 3 /* no broker, or it refused or went away */
 
 /* Each subcommand: argv[0] is its name; socket is --socket or NULL for
@@ -19,7 +19,7 @@ int cmd_top(const char *socket, int argc, char **argv);
 /* Prints "expbus CMD: message" and a pointer to --help on stderr; returns
  * EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Parse the value of option opt for command cmd, printing why on failure:
  * 0 or -EINVAL. cli_u64 takes a plain decimal number in [min, max]. */

@@ -15,23 +15,24 @@
 
 static void usage(void)
 {
-	printf("Usage: expbus ls [OPTION]... [STREAM]...\n"
-	       "List the broker's streams (or only those named) with their schema,\n"
-	       "their producers (id, pid, uid, state, ring capacity, games seen)\n"
-	       "and their subscriptions (id, pid, uid, filter, policy, group,\n"
-	       "batch size, delay, batch slots). Read from the broker's stats\n"
-	       "segment, mapped read-only: this never disturbs the broker.\n"
-	       "\n"
-	       "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
-	       "  -h, --help         show this help\n"
-	       "\n"
-	       "GAMES is how often the game id of the ring's records changed, and\n"
-	       "the last one seen. The filter shows how many game and player ids\n"
-	       "a subscription selects (all: no filter) and its minimum turn.\n"
-	       "\n"
-	       "Exit status: 0 listed, 1 a named stream does not exist or out of\n"
-	       "memory, 2 bad usage, 3 no broker at the socket or its stats\n"
-	       "segment is unreadable.\n");
+	printf(
+	    "Usage: expbus ls [OPTION]... [STREAM]...\n"
+	    "List the broker's streams (or only those named) with their schema,\n"
+	    "their producers (id, pid, uid, state, ring capacity, games seen)\n"
+	    "and their subscriptions (id, pid, uid, filter, policy, group,\n"
+	    "batch size, delay, batch slots). Read from the broker's stats\n"
+	    "segment, mapped read-only: this never disturbs the broker.\n"
+	    "\n"
+	    "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
+	    "  -h, --help         show this help\n"
+	    "\n"
+	    "GAMES is how often the game id of the ring's records changed, and\n"
+	    "the last one seen. The filter shows how many game and player ids\n"
+	    "a subscription selects (all: no filter) and its minimum turn.\n"
+	    "\n"
+	    "Exit status: 0 listed, 1 a named stream does not exist or out of\n"
+	    "memory, 2 bad usage, 3 no broker at the socket or its stats\n"
+	    "segment is unreadable.\n");
 }
 
 static void filter_text(const struct sv_sub *s, char *buf, size_t len)
@@ -74,9 +75,9 @@ static void print_stream(const struct stats_view *v, const struct sv_stream *s)
 		}
 	}
 	if (ns) {
-		printf("  %-6s %8s %6s %-8s %-12s %6s %9s %6s  %s\n", "SUB", "PID",
-		       "UID", "POLICY", "GROUP", "BATCH", "DELAY_MS", "SLOTS",
-		       "FILTER");
+		printf("  %-6s %8s %6s %-8s %-12s %6s %9s %6s  %s\n", "SUB",
+		       "PID", "UID", "POLICY", "GROUP", "BATCH", "DELAY_MS",
+		       "SLOTS", "FILTER");
 		for (uint32_t i = 0; i < v->n_subs; i++) {
 			const struct sv_sub *u = &v->subs[i];
 			char filter[96];
@@ -95,9 +96,9 @@ static void print_stream(const struct stats_view *v, const struct sv_stream *s)
 int cmd_ls(const char *socket, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct stats_source src;
 	struct stats_view v = {0};
@@ -106,8 +107,12 @@ int cmd_ls(const char *socket, int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': socket = optarg; break;
-		case 'h': usage(); return 0;
+		case 's':
+			socket = optarg;
+			break;
+		case 'h':
+			usage();
+			return 0;
 		default:
 			fprintf(stderr, "Try 'expbus ls --help'.\n");
 			return EXIT_USAGE;
@@ -123,7 +128,8 @@ int cmd_ls(const char *socket, int argc, char **argv)
 		return 1;
 	}
 	if (v.n_streams == 0 && optind == argc)
-		printf("no streams yet (a stream exists once a producer attaches)\n");
+		printf(
+		    "no streams yet (a stream exists once a producer attaches)\n");
 	for (uint32_t i = 0; i < v.n_streams; i++) {
 		bool wanted = optind == argc;
 

@@ -24,8 +24,8 @@
 #include "pattern.h"
 #include "schema.h"
 
-#define CMD "pub"
-#define DEFAULT_SCHEMA "obs f32[8,8]; action i32; reward f32"
+#define CMD		"pub"
+#define DEFAULT_SCHEMA	"obs f32[8,8]; action i32; reward f32"
 #define RESERVE_WAIT_MS 100 /* blocking reserve, sliced to notice signals */
 
 struct pub_opts {
@@ -69,49 +69,50 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-	printf("Usage: expbus pub [OPTION]...\n"
-	       "Attach N producers (one process each) to a stream and write\n"
-	       "records whose every byte follows a pattern 'expbus sub' checks:\n"
-	       "for producer p = child index + --index-base and record s,\n"
-	       "game = p*1000 + (s/episode-len) %% games, player = s %% players,\n"
-	       "turn = s %% episode-len, flags = done on an episode's last turn,\n"
-	       "data = splitmix64 words (see tools/pattern.h).\n"
-	       "\n"
-	       "  -s, --socket PATH     the broker's socket (default: expbus's)\n"
-	       "      --stream NAME     stream to write (default demo; created if new)\n"
-	       "      --schema TEXT     fields of a record (default\n"
-	       "                        \"" DEFAULT_SCHEMA "\")\n"
-	       "      --record-size N   instead of --schema: records of N bytes, the\n"
-	       "                        32-byte header and \"payload u8[N-32]\"; N >= 40\n"
-	       "                        and a multiple of 8\n"
-	       "  -n, --producers N     producer processes (default 1)\n"
-	       "      --count N         records per producer (default 100000; 0: until\n"
-	       "                        --duration is up, or until SIGINT)\n"
-	       "      --duration SEC    stop after SEC seconds (default: no limit)\n"
-	       "      --rate R          records per second per producer (default 0:\n"
-	       "                        as fast as the ring takes them)\n"
-	       "      --games G         games per producer, < 1000 (default 4)\n"
-	       "      --episode-len L   turns per episode (default 100)\n"
-	       "      --players P       players per game (default 2)\n"
-	       "      --index-base I    first producer index (default 0)\n"
-	       "      --batch K         records reserved and committed at once\n"
-	       "                        (default 64)\n"
-	       "      --nonblock        on a full ring, retry after a short pause\n"
-	       "                        and count the retries (default: block)\n"
-	       "      --ring-slots N    slots in each ring, a power of two (default:\n"
-	       "                        the broker's)\n"
-	       "      --wait-subs N     before writing, wait until the stream has N\n"
-	       "                        subscriptions (default 0: do not wait)\n"
-	       "      --wait-ms MS      give up on --wait-subs after MS (default 5000)\n"
-	       "      --json            print one JSON object at the end: producers,\n"
-	       "                        records, bytes, seconds, records_per_s, gb_per_s\n"
-	       "      --progress        a line per second on stderr\n"
-	       "  -h, --help            show this help\n"
-	       "\n"
-	       "Bytes count whole records (header + data). SIGINT/SIGTERM: stop,\n"
-	       "commit what is filled, report.\n"
-	       "Exit status: 0 all producers wrote their records, 1 a producer\n"
-	       "failed (the reason is printed), 2 bad usage.\n");
+	printf(
+	    "Usage: expbus pub [OPTION]...\n"
+	    "Attach N producers (one process each) to a stream and write\n"
+	    "records whose every byte follows a pattern 'expbus sub' checks:\n"
+	    "for producer p = child index + --index-base and record s,\n"
+	    "game = p*1000 + (s/episode-len) %% games, player = s %% players,\n"
+	    "turn = s %% episode-len, flags = done on an episode's last turn,\n"
+	    "data = splitmix64 words (see tools/pattern.h).\n"
+	    "\n"
+	    "  -s, --socket PATH     the broker's socket (default: expbus's)\n"
+	    "      --stream NAME     stream to write (default demo; created if new)\n"
+	    "      --schema TEXT     fields of a record (default\n"
+	    "                        \"" DEFAULT_SCHEMA "\")\n"
+	    "      --record-size N   instead of --schema: records of N bytes, the\n"
+	    "                        32-byte header and \"payload u8[N-32]\"; N >= 40\n"
+	    "                        and a multiple of 8\n"
+	    "  -n, --producers N     producer processes (default 1)\n"
+	    "      --count N         records per producer (default 100000; 0: until\n"
+	    "                        --duration is up, or until SIGINT)\n"
+	    "      --duration SEC    stop after SEC seconds (default: no limit)\n"
+	    "      --rate R          records per second per producer (default 0:\n"
+	    "                        as fast as the ring takes them)\n"
+	    "      --games G         games per producer, < 1000 (default 4)\n"
+	    "      --episode-len L   turns per episode (default 100)\n"
+	    "      --players P       players per game (default 2)\n"
+	    "      --index-base I    first producer index (default 0)\n"
+	    "      --batch K         records reserved and committed at once\n"
+	    "                        (default 64)\n"
+	    "      --nonblock        on a full ring, retry after a short pause\n"
+	    "                        and count the retries (default: block)\n"
+	    "      --ring-slots N    slots in each ring, a power of two (default:\n"
+	    "                        the broker's)\n"
+	    "      --wait-subs N     before writing, wait until the stream has N\n"
+	    "                        subscriptions (default 0: do not wait)\n"
+	    "      --wait-ms MS      give up on --wait-subs after MS (default 5000)\n"
+	    "      --json            print one JSON object at the end: producers,\n"
+	    "                        records, bytes, seconds, records_per_s, gb_per_s\n"
+	    "      --progress        a line per second on stderr\n"
+	    "  -h, --help            show this help\n"
+	    "\n"
+	    "Bytes count whole records (header + data). SIGINT/SIGTERM: stop,\n"
+	    "commit what is filled, report.\n"
+	    "Exit status: 0 all producers wrote their records, 1 a producer\n"
+	    "failed (the reason is printed), 2 bad usage.\n");
 }
 
 static int wait_for_subs(struct expbus *bus, const struct pub_opts *o)
@@ -130,7 +131,8 @@ static int wait_for_subs(struct expbus *bus, const struct pub_opts *o)
 		st = seg;
 		for (uint32_t i = 0; i < STATS_MAX_STREAMS; i++)
 			if (st->streams[i].in_use &&
-			    strncmp(st->streams[i].name, o->stream, NAME_MAX_LEN) == 0)
+			    strncmp(st->streams[i].name, o->stream,
+				    NAME_MAX_LEN) == 0)
 				id = st->streams[i].id;
 		for (uint32_t i = 0; i < STATS_MAX_SUBS; i++)
 			if (st->subs[i].in_use && st->subs[i].stream_id == id)
@@ -153,7 +155,8 @@ static void pace(const struct pub_opts *o, uint64_t start_ns, uint64_t done)
 			      .tv_nsec = (long)(due % 1000000000u)};
 
 	if (due > cli_now_ns())
-		(void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		(void)clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+				      NULL);
 }
 
 static int produce(struct expbus_producer *p, const struct pub_opts *o,
@@ -162,9 +165,9 @@ static int produce(struct expbus_producer *p, const struct pub_opts *o,
 {
 	const size_t data_size = expbus_producer_data_size(p);
 	const uint64_t target = o->count ? o->count : UINT64_MAX;
-	const uint64_t end_ns = o->duration > 0
-					? res->start_ns + (uint64_t)(o->duration * 1e9)
-					: UINT64_MAX;
+	const uint64_t end_ns =
+	    o->duration > 0 ? res->start_ns + (uint64_t)(o->duration * 1e9)
+			    : UINT64_MAX;
 	/* At a rate, reserve about a millisecond's worth at a time so that
 	 * the sleeps between batches stay coarse but the pace stays even. */
 	uint32_t step = o->batch;
@@ -202,7 +205,8 @@ static int produce(struct expbus_producer *p, const struct pub_opts *o,
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			struct expbus_record_header *r = expbus_span_record(&span, (unsigned)i);
+			struct expbus_record_header *r =
+			    expbus_span_record(&span, (unsigned)i);
 			pattern_header(&o->pt, index, s + (unsigned)i, r);
 			pattern_fill(pattern_base(index, s + (unsigned)i),
 				     expbus_record_data(r), data_size);
@@ -228,17 +232,19 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 
 	err = expbus_new(o->socket, &bus);
 	if (err < 0) {
-		snprintf(res.message, sizeof(res.message), "%s", strerror(-err));
+		snprintf(res.message, sizeof(res.message), "%s",
+			 strerror(-err));
 		goto out;
 	}
 	err = expbus_producer_attach(bus, o->stream, o->schema, &popts, &p);
 	if (err < 0) {
-		snprintf(res.message, sizeof(res.message), "attaching to '%s' at %s: %s",
-			 o->stream, expbus_socket_path(bus), expbus_last_error(bus));
+		snprintf(res.message, sizeof(res.message),
+			 "attaching to '%s' at %s: %s", o->stream,
+			 expbus_socket_path(bus), expbus_last_error(bus));
 		goto out;
 	}
-	res.record_bytes = sizeof(struct expbus_record_header) +
-			   expbus_producer_data_size(p);
+	res.record_bytes =
+	    sizeof(struct expbus_record_header) + expbus_producer_data_size(p);
 	if (o->wait_subs) {
 		err = wait_for_subs(bus, o);
 		if (err < 0) {
@@ -271,33 +277,46 @@ out:
 static int parse(int argc, char **argv, struct pub_opts *o)
 {
 	enum {
-		OPT_STREAM = 256, OPT_SCHEMA, OPT_RECORD_SIZE, OPT_COUNT, OPT_DURATION,
-		OPT_RATE, OPT_GAMES, OPT_EPISODE_LEN, OPT_PLAYERS, OPT_INDEX_BASE,
-		OPT_BATCH, OPT_NONBLOCK, OPT_RING_SLOTS, OPT_WAIT_SUBS, OPT_WAIT_MS,
-		OPT_JSON, OPT_PROGRESS,
+		OPT_STREAM = 256,
+		OPT_SCHEMA,
+		OPT_RECORD_SIZE,
+		OPT_COUNT,
+		OPT_DURATION,
+		OPT_RATE,
+		OPT_GAMES,
+		OPT_EPISODE_LEN,
+		OPT_PLAYERS,
+		OPT_INDEX_BASE,
+		OPT_BATCH,
+		OPT_NONBLOCK,
+		OPT_RING_SLOTS,
+		OPT_WAIT_SUBS,
+		OPT_WAIT_MS,
+		OPT_JSON,
+		OPT_PROGRESS,
 	};
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"stream", required_argument, NULL, OPT_STREAM},
-		{"schema", required_argument, NULL, OPT_SCHEMA},
-		{"record-size", required_argument, NULL, OPT_RECORD_SIZE},
-		{"producers", required_argument, NULL, 'n'},
-		{"count", required_argument, NULL, OPT_COUNT},
-		{"duration", required_argument, NULL, OPT_DURATION},
-		{"rate", required_argument, NULL, OPT_RATE},
-		{"games", required_argument, NULL, OPT_GAMES},
-		{"episode-len", required_argument, NULL, OPT_EPISODE_LEN},
-		{"players", required_argument, NULL, OPT_PLAYERS},
-		{"index-base", required_argument, NULL, OPT_INDEX_BASE},
-		{"batch", required_argument, NULL, OPT_BATCH},
-		{"nonblock", no_argument, NULL, OPT_NONBLOCK},
-		{"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
-		{"wait-subs", required_argument, NULL, OPT_WAIT_SUBS},
-		{"wait-ms", required_argument, NULL, OPT_WAIT_MS},
-		{"json", no_argument, NULL, OPT_JSON},
-		{"progress", no_argument, NULL, OPT_PROGRESS},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"stream", required_argument, NULL, OPT_STREAM},
+	    {"schema", required_argument, NULL, OPT_SCHEMA},
+	    {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
+	    {"producers", required_argument, NULL, 'n'},
+	    {"count", required_argument, NULL, OPT_COUNT},
+	    {"duration", required_argument, NULL, OPT_DURATION},
+	    {"rate", required_argument, NULL, OPT_RATE},
+	    {"games", required_argument, NULL, OPT_GAMES},
+	    {"episode-len", required_argument, NULL, OPT_EPISODE_LEN},
+	    {"players", required_argument, NULL, OPT_PLAYERS},
+	    {"index-base", required_argument, NULL, OPT_INDEX_BASE},
+	    {"batch", required_argument, NULL, OPT_BATCH},
+	    {"nonblock", no_argument, NULL, OPT_NONBLOCK},
+	    {"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
+	    {"wait-subs", required_argument, NULL, OPT_WAIT_SUBS},
+	    {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"progress", no_argument, NULL, OPT_PROGRESS},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	const char *schema = NULL;
 	uint32_t record_size = 0;
@@ -309,32 +328,42 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 		int r = 0;
 
 		switch (c) {
-		case 's': o->socket = optarg; break;
-		case OPT_STREAM: o->stream = optarg; break;
-		case OPT_SCHEMA: schema = optarg; break;
+		case 's':
+			o->socket = optarg;
+			break;
+		case OPT_STREAM:
+			o->stream = optarg;
+			break;
+		case OPT_SCHEMA:
+			schema = optarg;
+			break;
 		case OPT_RECORD_SIZE:
 			r = cli_u32(CMD, "--record-size", optarg, 40,
 				    SCHEMA_DATA_MAX_BYTES + 32, &record_size);
 			if (r == 0 && record_size % 8)
-				return cli_usage_error(CMD,
-					"--record-size: %u is not a multiple of 8",
-					record_size);
+				return cli_usage_error(
+				    CMD,
+				    "--record-size: %u is not a multiple of 8",
+				    record_size);
 			break;
 		case 'n':
-			r = cli_u32(CMD, "--producers", optarg, 1, 1024, &o->producers);
+			r = cli_u32(CMD, "--producers", optarg, 1, 1024,
+				    &o->producers);
 			break;
 		case OPT_COUNT:
-			r = cli_u64(CMD, "--count", optarg, 0, UINT64_MAX / 2, &o->count);
+			r = cli_u64(CMD, "--count", optarg, 0, UINT64_MAX / 2,
+				    &o->count);
 			break;
 		case OPT_DURATION:
-			r = cli_seconds(CMD, "--duration", optarg, &o->duration);
+			r = cli_seconds(CMD, "--duration", optarg,
+					&o->duration);
 			break;
 		case OPT_RATE:
 			r = cli_seconds(CMD, "--rate", optarg, &o->rate);
 			break;
 		case OPT_GAMES:
-			r = cli_u32(CMD, "--games", optarg, 1, PATTERN_MAX_GAMES - 1,
-				    &o->pt.games);
+			r = cli_u32(CMD, "--games", optarg, 1,
+				    PATTERN_MAX_GAMES - 1, &o->pt.games);
 			break;
 		case OPT_EPISODE_LEN:
 			r = cli_u32(CMD, "--episode-len", optarg, 1, UINT32_MAX,
@@ -351,27 +380,38 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 				    &o->pt.index_base);
 			break;
 		case OPT_BATCH:
-			r = cli_u32(CMD, "--batch", optarg, 1, 1u << 20, &o->batch);
+			r = cli_u32(CMD, "--batch", optarg, 1, 1u << 20,
+				    &o->batch);
 			break;
-		case OPT_NONBLOCK: o->nonblock = true; break;
+		case OPT_NONBLOCK:
+			o->nonblock = true;
+			break;
 		case OPT_RING_SLOTS:
 			r = cli_u32(CMD, "--ring-slots", optarg, 1, 1u << 30,
 				    &o->ring_slots);
 			if (r == 0 && (o->ring_slots & (o->ring_slots - 1)))
-				return cli_usage_error(CMD,
-					"--ring-slots: %u is not a power of two",
-					o->ring_slots);
+				return cli_usage_error(
+				    CMD,
+				    "--ring-slots: %u is not a power of two",
+				    o->ring_slots);
 			break;
 		case OPT_WAIT_SUBS:
-			r = cli_u32(CMD, "--wait-subs", optarg, 0, STATS_MAX_SUBS,
-				    &o->wait_subs);
+			r = cli_u32(CMD, "--wait-subs", optarg, 0,
+				    STATS_MAX_SUBS, &o->wait_subs);
 			break;
 		case OPT_WAIT_MS:
-			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000, &o->wait_ms);
+			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000,
+				    &o->wait_ms);
 			break;
-		case OPT_JSON: o->json = true; break;
-		case OPT_PROGRESS: o->progress = true; break;
-		case 'h': usage(); exit(0);
+		case OPT_JSON:
+			o->json = true;
+			break;
+		case OPT_PROGRESS:
+			o->progress = true;
+			break;
+		case 'h':
+			usage();
+			exit(0);
 		default:
 			fprintf(stderr, "Try 'expbus pub --help'.\n");
 			return EXIT_USAGE;
@@ -380,10 +420,11 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 			return EXIT_USAGE;
 	}
 	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(CMD, "unexpected argument '%s'",
+				       argv[optind]);
 	if (schema && record_size)
-		return cli_usage_error(CMD,
-				       "--schema and --record-size exclude each other");
+		return cli_usage_error(
+		    CMD, "--schema and --record-size exclude each other");
 	if (record_size)
 		snprintf(o->schema, sizeof(o->schema), "payload u8[%u]",
 			 record_size - 32);
@@ -402,9 +443,11 @@ static void print_progress(const struct pub_opts *o, _Atomic uint64_t *live,
 	double now = cli_now();
 
 	for (uint32_t k = 0; k < o->producers; k++)
-		total += atomic_load_explicit(&live[k * 8], memory_order_relaxed);
+		total +=
+		    atomic_load_explicit(&live[k * 8], memory_order_relaxed);
 	fprintf(stderr, "pub: %.0f s: %" PRIu64 " records, %.3g M rec/s\n",
-		now - t0, total, (double)(total - *last) / (now - *last_t) / 1e6);
+		now - t0, total,
+		(double)(total - *last) / (now - *last_t) / 1e6);
 	*last = total;
 	*last_t = now;
 }
@@ -412,13 +455,17 @@ static void print_progress(const struct pub_opts *o, _Atomic uint64_t *live,
 int cmd_pub(const char *socket, int argc, char **argv)
 {
 	struct pub_opts o = {
-		.socket = socket, .stream = "demo", .producers = 1,
-		.count = 100000,
-		.pt = {.games = 4, .episode_len = 100, .players = 2},
-		.batch = 64, .wait_ms = 5000,
+	    .socket = socket,
+	    .stream = "demo",
+	    .producers = 1,
+	    .count = 100000,
+	    .pt = {.games = 4, .episode_len = 100, .players = 2},
+	    .batch = 64,
+	    .wait_ms = 5000,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
-	uint64_t records = 0, bytes = 0, retries = 0, start = UINT64_MAX, end = 0, last = 0;
+	uint64_t records = 0, bytes = 0, retries = 0, start = UINT64_MAX,
+		 end = 0, last = 0;
 	uint32_t failed = 0, reported = 0, alive;
 	_Atomic uint64_t *live;
 	pid_t *pids;
@@ -444,7 +491,8 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		if (pids[k] == 0)
 			prctl(PR_SET_PDEATHSIG, SIGTERM); /* not without us */
 		if (pids[k] < 0) {
-			fprintf(stderr, "expbus pub: fork: %s\n", strerror(errno));
+			fprintf(stderr, "expbus pub: fork: %s\n",
+				strerror(errno));
 			stop = 1;
 			o.producers = k;
 			break;
@@ -487,8 +535,8 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		bytes += res.records * res.record_bytes;
 		if (res.error < 0) {
 			failed++;
-			fprintf(stderr, "expbus pub: producer %u: %s\n", res.index,
-				res.message);
+			fprintf(stderr, "expbus pub: producer %u: %s\n",
+				res.index, res.message);
 		}
 		if (res.start_ns && res.start_ns < start)
 			start = res.start_ns;
@@ -496,20 +544,24 @@ int cmd_pub(const char *socket, int argc, char **argv)
 			end = res.end_ns;
 	}
 	if (reported < o.producers) {
-		fprintf(stderr, "expbus pub: %u producer processes died without "
-				"reporting\n",
+		fprintf(stderr,
+			"expbus pub: %u producer processes died without "
+			"reporting\n",
 			o.producers - reported);
 		failed += o.producers - reported;
 	}
 	secs = end > start ? (double)(end - start) / 1e9 : 0;
 	if (o.json)
-		printf("{\"producers\":%u,\"records\":%" PRIu64 ",\"bytes\":%" PRIu64
-		       ",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f}\n",
-		       o.producers, records, bytes, secs,
-		       secs > 0 ? (double)records / secs : 0,
-		       secs > 0 ? (double)bytes / secs / 1e9 : 0);
+		printf(
+		    "{\"producers\":%u,\"records\":%" PRIu64
+		    ",\"bytes\":%" PRIu64
+		    ",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f}\n",
+		    o.producers, records, bytes, secs,
+		    secs > 0 ? (double)records / secs : 0,
+		    secs > 0 ? (double)bytes / secs / 1e9 : 0);
 	else
-		printf("pub: %u producer%s, %" PRIu64 " records (%.1f MB) in %.3f s: "
+		printf("pub: %u producer%s, %" PRIu64
+		       " records (%.1f MB) in %.3f s: "
 		       "%.3g M rec/s, %.3f GB/s\n",
 		       o.producers, o.producers == 1 ? "" : "s", records,
 		       (double)bytes / 1e6, secs,

@@ -19,28 +19,29 @@ enum format { FMT_TABLE, FMT_JSON, FMT_PROMETHEUS };
 
 static void usage(void)
 {
-	printf("Usage: expbus stat [OPTION]...\n"
-	       "Show the broker's streams, producer rings and subscriptions with\n"
-	       "their counters, read once from its stats segment, which this maps\n"
-	       "read-only: it never disturbs the broker, busy or not. Counters are\n"
-	       "read one at a time, each whole, not as one atomic snapshot.\n"
-	       "\n"
-	       "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
-	       "      --json         one JSON object: broker_pid, unclaimed,\n"
-	       "                     violations, streams, producers, subscriptions\n"
-	       "      --prometheus   the Prometheus text exposition format (0.0.4),\n"
-	       "                     for a textfile collector or an exporter\n"
-	       "                     (default: readable tables)\n"
-	       "  -h, --help         show this help\n"
-	       "\n"
-	       "Occupancy of a producer ring: tail - head, records committed and\n"
-	       "not yet taken (the tail as the broker last read it, at most\n"
-	       "100 ms old). Lag of a subscription: records routed to it and not\n"
-	       "yet released (in batches it holds, plus the batch being filled),\n"
-	       "and the age of the oldest of them.\n"
-	       "\n"
-	       "Exit status: 0 printed, 1 out of memory, 2 bad usage, 3 no broker\n"
-	       "at the socket or its stats segment is unreadable.\n");
+	printf(
+	    "Usage: expbus stat [OPTION]...\n"
+	    "Show the broker's streams, producer rings and subscriptions with\n"
+	    "their counters, read once from its stats segment, which this maps\n"
+	    "read-only: it never disturbs the broker, busy or not. Counters are\n"
+	    "read one at a time, each whole, not as one atomic snapshot.\n"
+	    "\n"
+	    "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
+	    "      --json         one JSON object: broker_pid, unclaimed,\n"
+	    "                     violations, streams, producers, subscriptions\n"
+	    "      --prometheus   the Prometheus text exposition format (0.0.4),\n"
+	    "                     for a textfile collector or an exporter\n"
+	    "                     (default: readable tables)\n"
+	    "  -h, --help         show this help\n"
+	    "\n"
+	    "Occupancy of a producer ring: tail - head, records committed and\n"
+	    "not yet taken (the tail as the broker last read it, at most\n"
+	    "100 ms old). Lag of a subscription: records routed to it and not\n"
+	    "yet released (in batches it holds, plus the batch being filled),\n"
+	    "and the age of the oldest of them.\n"
+	    "\n"
+	    "Exit status: 0 printed, 1 out of memory, 2 bad usage, 3 no broker\n"
+	    "at the socket or its stats segment is unreadable.\n");
 }
 
 /* Strings from the segment are the broker's, but are printed with JSON's
@@ -64,20 +65,22 @@ static void print_json(const struct stats_view *v)
 {
 	const char *sep = "";
 
-	printf("{\"broker_pid\":%u,\"unclaimed\":%" PRIu64 ",\"violations\":%" PRIu64
-	       ",\"loops\":%" PRIu64 ",\"sleeps\":%" PRIu64
-	       ",\"uptime_s\":%.3f,\"streams\":[",
+	printf("{\"broker_pid\":%u,\"unclaimed\":%" PRIu64
+	       ",\"violations\":%" PRIu64 ",\"loops\":%" PRIu64
+	       ",\"sleeps\":%" PRIu64 ",\"uptime_s\":%.3f,\"streams\":[",
 	       v->broker_pid, v->unclaimed, v->violations, v->loops, v->sleeps,
-	       v->taken_ns > v->start_ns ? (double)(v->taken_ns - v->start_ns) / 1e9
-					 : 0.0);
+	       v->taken_ns > v->start_ns
+		   ? (double)(v->taken_ns - v->start_ns) / 1e9
+		   : 0.0);
 	for (uint32_t i = 0; i < v->n_streams; i++) {
 		const struct sv_stream *s = &v->streams[i];
 		printf("%s{\"id\":%u,\"name\":", sep, s->id);
 		json_string(s->name);
 		printf(",\"schema\":");
 		json_string(s->schema);
-		printf(",\"schema_hash\":\"%016" PRIx64 "\",\"records_in\":%" PRIu64
-		       ",\"unclaimed\":%" PRIu64 "}",
+		printf(",\"schema_hash\":\"%016" PRIx64
+		       "\",\"records_in\":%" PRIu64 ",\"unclaimed\":%" PRIu64
+		       "}",
 		       s->schema_hash, s->records_in, s->unclaimed);
 		sep = ",";
 	}
@@ -88,13 +91,15 @@ static void print_json(const struct stats_view *v)
 		printf("%s{\"id\":%u,\"stream\":", sep, p->id);
 		json_string(stats_view_stream_name(v, p->stream_id));
 		printf(",\"pid\":%u,\"uid\":%u,\"state\":\"%s\",\"capacity\":%u"
-		       ",\"slot_size\":%u,\"records_in\":%" PRIu64 ",\"head\":%" PRIu64
-		       ",\"tail\":%" PRIu64 ",\"occupancy\":%" PRIu64
+		       ",\"slot_size\":%u,\"records_in\":%" PRIu64
+		       ",\"head\":%" PRIu64 ",\"tail\":%" PRIu64
+		       ",\"occupancy\":%" PRIu64
 		       ",\"fill_ratio\":%.6f,\"stalls\":%" PRIu64
 		       ",\"games_seen\":%" PRIu64 ",\"last_game\":%" PRIu64 "}",
 		       p->pid, p->uid, sv_state_name(p->state), p->capacity,
-		       p->slot_size, p->records_in, p->head, p->tail, p->occupancy,
-		       p->fill, p->stalls, p->games_seen, p->last_game);
+		       p->slot_size, p->records_in, p->head, p->tail,
+		       p->occupancy, p->fill, p->stalls, p->games_seen,
+		       p->last_game);
 		sep = ",";
 	}
 	printf("],\"subscriptions\":[");
@@ -103,29 +108,33 @@ static void print_json(const struct stats_view *v)
 		const struct sv_sub *s = &v->subs[i];
 		printf("%s{\"id\":%u,\"stream\":", sep, s->id);
 		json_string(stats_view_stream_name(v, s->stream_id));
-		printf(",\"pid\":%u,\"uid\":%u,\"policy\":\"%s\",\"group\":", s->pid,
-		       s->uid, sv_policy_name(s->policy));
+		printf(",\"pid\":%u,\"uid\":%u,\"policy\":\"%s\",\"group\":",
+		       s->pid, s->uid, sv_policy_name(s->policy));
 		if (s->group[0])
 			json_string(s->group);
 		else
 			printf("null");
-		printf(",\"batch_size\":%u,\"max_delay_us\":%u,\"batch_slots\":%u"
-		       ",\"filter\":{\"games\":%u,\"players\":%u,\"min_turn\":%u}"
-		       ",\"delivered\":%" PRIu64 ",\"delivered_bytes\":%" PRIu64
-		       ",\"dropped_ring_full\":%" PRIu64
-		       ",\"dropped_subscriber_gone\":%" PRIu64
-		       ",\"batches_full\":%" PRIu64 ",\"batches_timeout\":%" PRIu64
-		       ",\"batches_drain\":%" PRIu64 ",\"published\":%" PRIu64
-		       ",\"released\":%" PRIu64 ",\"filtered\":%" PRIu64
-		       ",\"released_records\":%" PRIu64 ",\"open_records\":%" PRIu64
-		       ",\"lag_records\":%" PRIu64 ",\"lag_ms\":%.3f}",
-		       s->batch_size, s->max_delay_us, s->capacity, s->n_games,
-		       s->n_players, s->min_turn, s->delivered, s->delivered_bytes,
-		       s->dropped[DROP_RING_FULL], s->dropped[DROP_SUBSCRIBER_GONE],
-		       s->batches[EXPBUS_FLUSH_FULL], s->batches[EXPBUS_FLUSH_TIMEOUT],
-		       s->batches[EXPBUS_FLUSH_DRAIN], s->published, s->released,
-		       s->filtered, s->released_records, s->open_records,
-		       s->lag_records, (double)s->lag_ns / 1e6);
+		printf(
+		    ",\"batch_size\":%u,\"max_delay_us\":%u,\"batch_slots\":%u"
+		    ",\"filter\":{\"games\":%u,\"players\":%u,\"min_turn\":%u}"
+		    ",\"delivered\":%" PRIu64 ",\"delivered_bytes\":%" PRIu64
+		    ",\"dropped_ring_full\":%" PRIu64
+		    ",\"dropped_subscriber_gone\":%" PRIu64
+		    ",\"batches_full\":%" PRIu64 ",\"batches_timeout\":%" PRIu64
+		    ",\"batches_drain\":%" PRIu64 ",\"published\":%" PRIu64
+		    ",\"released\":%" PRIu64 ",\"filtered\":%" PRIu64
+		    ",\"released_records\":%" PRIu64
+		    ",\"open_records\":%" PRIu64 ",\"lag_records\":%" PRIu64
+		    ",\"lag_ms\":%.3f}",
+		    s->batch_size, s->max_delay_us, s->capacity, s->n_games,
+		    s->n_players, s->min_turn, s->delivered, s->delivered_bytes,
+		    s->dropped[DROP_RING_FULL],
+		    s->dropped[DROP_SUBSCRIBER_GONE],
+		    s->batches[EXPBUS_FLUSH_FULL],
+		    s->batches[EXPBUS_FLUSH_TIMEOUT],
+		    s->batches[EXPBUS_FLUSH_DRAIN], s->published, s->released,
+		    s->filtered, s->released_records, s->open_records,
+		    s->lag_records, (double)s->lag_ns / 1e6);
 		sep = ",";
 	}
 	printf("]}\n");
@@ -195,17 +204,32 @@ static void prom_producers(const struct stats_view *v, const char *name,
 		fputs(name, stdout);
 		producer_labels(v, p);
 		switch (f) {
-		case P_RECORDS: printf("} %" PRIu64 "\n", p->records_in); break;
-		case P_OCC: printf("} %" PRIu64 "\n", p->occupancy); break;
-		case P_CAP: printf("} %u\n", p->capacity); break;
-		case P_RATIO: printf("} %.6f\n", p->fill); break;
-		case P_STALLS: printf("} %" PRIu64 "\n", p->stalls); break;
+		case P_RECORDS:
+			printf("} %" PRIu64 "\n", p->records_in);
+			break;
+		case P_OCC:
+			printf("} %" PRIu64 "\n", p->occupancy);
+			break;
+		case P_CAP:
+			printf("} %u\n", p->capacity);
+			break;
+		case P_RATIO:
+			printf("} %.6f\n", p->fill);
+			break;
+		case P_STALLS:
+			printf("} %" PRIu64 "\n", p->stalls);
+			break;
 		}
 	}
 }
 
 enum sfield {
-	S_DELIVERED, S_BYTES, S_FILTERED, S_RELEASED, S_LAG, S_LAG_S,
+	S_DELIVERED,
+	S_BYTES,
+	S_FILTERED,
+	S_RELEASED,
+	S_LAG,
+	S_LAG_S,
 	S_BATCH_SIZE,
 };
 
@@ -220,12 +244,24 @@ static void prom_subs(const struct stats_view *v, const char *name,
 		fputs(name, stdout);
 		sub_labels(v, s, NULL);
 		switch (f) {
-		case S_DELIVERED: x = s->delivered; break;
-		case S_BYTES: x = s->delivered_bytes; break;
-		case S_FILTERED: x = s->filtered; break;
-		case S_RELEASED: x = s->released_records; break;
-		case S_LAG: x = s->lag_records; break;
-		case S_BATCH_SIZE: x = s->batch_size; break;
+		case S_DELIVERED:
+			x = s->delivered;
+			break;
+		case S_BYTES:
+			x = s->delivered_bytes;
+			break;
+		case S_FILTERED:
+			x = s->filtered;
+			break;
+		case S_RELEASED:
+			x = s->released_records;
+			break;
+		case S_LAG:
+			x = s->lag_records;
+			break;
+		case S_BATCH_SIZE:
+			x = s->batch_size;
+			break;
 		case S_LAG_S:
 			printf("} %.9f\n", (double)s->lag_ns / 1e9);
 			continue;
@@ -236,8 +272,10 @@ static void prom_subs(const struct stats_view *v, const char *name,
 
 static void print_prometheus(const struct stats_view *v)
 {
-	static const char *const drop_reason[] = {"ring_full", "subscriber_gone"};
-	static const char *const flush_reason[] = {NULL, "full", "timeout", "drain"};
+	static const char *const drop_reason[] = {"ring_full",
+						  "subscriber_gone"};
+	static const char *const flush_reason[] = {NULL, "full", "timeout",
+						   "drain"};
 	const char *name;
 
 	prom_family("expbus_broker_info", "gauge",
@@ -246,8 +284,9 @@ static void print_prometheus(const struct stats_view *v)
 	prom_family("expbus_broker_uptime_seconds", "gauge",
 		    "Seconds since the broker started.");
 	printf("expbus_broker_uptime_seconds %.3f\n",
-	       v->taken_ns > v->start_ns ? (double)(v->taken_ns - v->start_ns) / 1e9
-					 : 0.0);
+	       v->taken_ns > v->start_ns
+		   ? (double)(v->taken_ns - v->start_ns) / 1e9
+		   : 0.0);
 	prom_family("expbus_broker_loops_total", "counter",
 		    "Passes of the broker's event loop.");
 	printf("expbus_broker_loops_total %" PRIu64 "\n", v->loops);
@@ -257,8 +296,9 @@ static void print_prometheus(const struct stats_view *v)
 	prom_family("expbus_protocol_violations_total", "counter",
 		    "Peers disconnected for breaking the protocol.");
 	printf("expbus_protocol_violations_total %" PRIu64 "\n", v->violations);
-	prom_family("expbus_unclaimed_records_total", "counter",
-		    "Records taken from producers that no subscription wanted.");
+	prom_family(
+	    "expbus_unclaimed_records_total", "counter",
+	    "Records taken from producers that no subscription wanted.");
 	printf("expbus_unclaimed_records_total %" PRIu64 "\n", v->unclaimed);
 
 	prom_family("expbus_stream_records_total", "counter",
@@ -280,7 +320,8 @@ static void print_prometheus(const struct stats_view *v)
 		       "Records the broker took from the producer's ring.",
 		       P_RECORDS);
 	prom_producers(v, "expbus_producer_ring_occupancy_records", "gauge",
-		       "Records committed to the ring and not yet taken.", P_OCC);
+		       "Records committed to the ring and not yet taken.",
+		       P_OCC);
 	prom_producers(v, "expbus_producer_ring_capacity_records", "gauge",
 		       "Slots in the producer's ring.", P_CAP);
 	prom_producers(v, "expbus_producer_ring_occupancy_ratio", "gauge",
@@ -298,7 +339,8 @@ static void print_prometheus(const struct stats_view *v)
 		  "Column bytes of the records delivered, headers included.",
 		  S_BYTES);
 	prom_subs(v, "expbus_subscription_released_records_total", "counter",
-		  "Records in batches the subscriber has released.", S_RELEASED);
+		  "Records in batches the subscriber has released.",
+		  S_RELEASED);
 	prom_subs(v, "expbus_subscription_filtered_records_total", "counter",
 		  "Records the subscription's filter turned away.", S_FILTERED);
 	name = "expbus_subscription_dropped_records_total";
@@ -362,7 +404,8 @@ static void print_table(const struct stats_view *v)
 		       s->id, stats_view_stream_name(v, s->stream_id), s->pid,
 		       sv_policy_name(s->policy), s->group[0] ? s->group : "-",
 		       s->delivered,
-		       s->dropped[DROP_RING_FULL] + s->dropped[DROP_SUBSCRIBER_GONE],
+		       s->dropped[DROP_RING_FULL] +
+			   s->dropped[DROP_SUBSCRIBER_GONE],
 		       s->filtered, s->lag_records, (double)s->lag_ns / 1e6);
 	}
 }
@@ -370,11 +413,11 @@ static void print_table(const struct stats_view *v)
 int cmd_stat(const char *socket, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"json", no_argument, NULL, 'j'},
-		{"prometheus", no_argument, NULL, 'P'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"prometheus", no_argument, NULL, 'P'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct stats_source src;
 	struct stats_view v = {0};
@@ -383,22 +426,28 @@ int cmd_stat(const char *socket, int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': socket = optarg; break;
+		case 's':
+			socket = optarg;
+			break;
 		case 'j':
 		case 'P':
 			if (fmt != FMT_TABLE)
-				return cli_usage_error(CMD, "--json and --prometheus "
-							    "exclude each other");
+				return cli_usage_error(
+				    CMD, "--json and --prometheus "
+					 "exclude each other");
 			fmt = c == 'j' ? FMT_JSON : FMT_PROMETHEUS;
 			break;
-		case 'h': usage(); return 0;
+		case 'h':
+			usage();
+			return 0;
 		default:
 			fprintf(stderr, "Try 'expbus stat --help'.\n");
 			return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(CMD, "unexpected argument '%s'",
+				       argv[optind]);
 	err = stats_source_open(CMD, socket, &src);
 	if (err)
 		return err;
@@ -409,9 +458,15 @@ int cmd_stat(const char *socket, int argc, char **argv)
 		return 1;
 	}
 	switch (fmt) {
-	case FMT_JSON: print_json(&v); break;
-	case FMT_PROMETHEUS: print_prometheus(&v); break;
-	case FMT_TABLE: print_table(&v); break;
+	case FMT_JSON:
+		print_json(&v);
+		break;
+	case FMT_PROMETHEUS:
+		print_prometheus(&v);
+		break;
+	case FMT_TABLE:
+		print_table(&v);
+		break;
 	}
 	stats_view_free(&v);
 	return fflush(stdout) == 0 ? 0 : 1;

@@ -20,9 +20,9 @@
 #include "pattern.h"
 #include "schema.h"
 
-#define CMD "sub"
-#define POLL_MS 100     /* longest wait before looking at the clock and signals */
-#define MAX_REPORTS 10  /* detailed messages per kind of error */
+#define CMD	    "sub"
+#define POLL_MS	    100 /* longest wait before looking at the clock and signals */
+#define MAX_REPORTS 10 /* detailed messages per kind of error */
 
 /* A map from 64-bit keys to counters, open addressing; small and only
  * touched once per record, behind a one-entry cache. */
@@ -64,7 +64,8 @@ static uint64_t *counts_slot(struct counts *m, uint64_t key, bool *fresh)
 		free(m->used);
 		*m = big;
 	}
-	for (i = hash64(key) & (m->cap - 1); m->used[i]; i = (i + 1) & (m->cap - 1))
+	for (i = hash64(key) & (m->cap - 1); m->used[i];
+	     i = (i + 1) & (m->cap - 1))
 		if (m->keys[i] == key) {
 			*fresh = false;
 			return &m->vals[i];
@@ -141,99 +142,120 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-	printf("Usage: expbus sub [OPTION]...\n"
-	       "Subscribe to a stream and check every record against the pattern\n"
-	       "'expbus pub' writes: each field's bytes, the game/player/turn/flags\n"
-	       "header, the subscription's filter, and that seq grows strictly per\n"
-	       "producer (per producer and game with --group). Prints one line, and\n"
-	       "with --report a JSON file.\n"
-	       "\n"
-	       "Subscription:\n"
-	       "  -s, --socket PATH       the broker's socket (default: expbus's)\n"
-	       "      --stream NAME       stream (default demo)\n"
-	       "      --batch-size N      records per batch (default: the broker's)\n"
-	       "      --max-delay-ms N    flush a partial batch after N ms (default:\n"
-	       "                          the broker's)\n"
-	       "      --batch-slots N     batches in the ring, a power of two\n"
-	       "                          (default 8)\n"
-	       "      --lossy             drop records when the ring is full instead\n"
-	       "                          of holding the producers back (default:\n"
-	       "                          lossless)\n"
-	       "      --group NAME        share the records with other members of NAME\n"
-	       "      --games LIST        only these game ids, e.g. 0-3,1000 (default all)\n"
-	       "      --players LIST      only these player ids (default all)\n"
-	       "      --min-turn T        only records with turn >= T (default 0)\n"
-	       "      --checksum          have the broker checksum each batch (XXH3),\n"
-	       "                          and verify it\n"
-	       "      --wait-ms MS        retry while the stream or broker is not there\n"
-	       "                          yet, up to MS (default 5000)\n"
-	       "Stopping (the first that holds; SIGINT/SIGTERM also stop):\n"
-	       "      --count N           after N records (default: no limit)\n"
-	       "      --duration SEC      after SEC seconds (default: no limit)\n"
-	       "      --idle-ms MS        when no batch came for MS after the first\n"
-	       "                          (default 2000; 0: never)\n"
-	       "      --expect-producers P  with --expect-records N: stop as soon as\n"
-	       "      --expect-records N    records 0..N-1 of producers index-base ..\n"
-	       "                          index-base+P-1 that the filter selects have all\n"
-	       "                          arrived; with --group, whole games are\n"
-	       "                          expected, for the games this member got\n"
-	       "      --gen-games G, --gen-episode-len L, --gen-players P,\n"
-	       "      --gen-index-base I  what pub was given (defaults 4, 100, 2, 0)\n"
-	       "Behaviour:\n"
-	       "      --hold              never release a batch (a stuck trainer);\n"
-	       "                          --idle-ms does not apply\n"
-	       "      --pause-after N     after N records, stop reading for\n"
-	       "      --pause-ms MS       MS milliseconds (default 1000), once\n"
-	       "      --report FILE       write the counts as JSON to FILE\n"
-	       "      --progress          a line per second on stderr\n"
-	       "  -h, --help              show this help\n"
-	       "\n"
-	       "Rates count whole records (32-byte header + data) between the first\n"
-	       "batch and the last.\n"
-	       "Exit status: 0 all good; 1 a corrupt record, an order or filter error,\n"
-	       "a bad checksum, or (lossless, with --expect-*) records missing when\n"
-	       "stopping for --idle-ms or --duration; 2 bad usage; 3 could not\n"
-	       "subscribe, or the broker failed or went away.\n");
+	printf(
+	    "Usage: expbus sub [OPTION]...\n"
+	    "Subscribe to a stream and check every record against the pattern\n"
+	    "'expbus pub' writes: each field's bytes, the game/player/turn/flags\n"
+	    "header, the subscription's filter, and that seq grows strictly per\n"
+	    "producer (per producer and game with --group). Prints one line, and\n"
+	    "with --report a JSON file.\n"
+	    "\n"
+	    "Subscription:\n"
+	    "  -s, --socket PATH       the broker's socket (default: expbus's)\n"
+	    "      --stream NAME       stream (default demo)\n"
+	    "      --batch-size N      records per batch (default: the broker's)\n"
+	    "      --max-delay-ms N    flush a partial batch after N ms (default:\n"
+	    "                          the broker's)\n"
+	    "      --batch-slots N     batches in the ring, a power of two\n"
+	    "                          (default 8)\n"
+	    "      --lossy             drop records when the ring is full instead\n"
+	    "                          of holding the producers back (default:\n"
+	    "                          lossless)\n"
+	    "      --group NAME        share the records with other members of NAME\n"
+	    "      --games LIST        only these game ids, e.g. 0-3,1000 (default all)\n"
+	    "      --players LIST      only these player ids (default all)\n"
+	    "      --min-turn T        only records with turn >= T (default 0)\n"
+	    "      --checksum          have the broker checksum each batch (XXH3),\n"
+	    "                          and verify it\n"
+	    "      --wait-ms MS        retry while the stream or broker is not there\n"
+	    "                          yet, up to MS (default 5000)\n"
+	    "Stopping (the first that holds; SIGINT/SIGTERM also stop):\n"
+	    "      --count N           after N records (default: no limit)\n"
+	    "      --duration SEC      after SEC seconds (default: no limit)\n"
+	    "      --idle-ms MS        when no batch came for MS after the first\n"
+	    "                          (default 2000; 0: never)\n"
+	    "      --expect-producers P  with --expect-records N: stop as soon as\n"
+	    "      --expect-records N    records 0..N-1 of producers index-base ..\n"
+	    "                          index-base+P-1 that the filter selects have all\n"
+	    "                          arrived; with --group, whole games are\n"
+	    "                          expected, for the games this member got\n"
+	    "      --gen-games G, --gen-episode-len L, --gen-players P,\n"
+	    "      --gen-index-base I  what pub was given (defaults 4, 100, 2, 0)\n"
+	    "Behaviour:\n"
+	    "      --hold              never release a batch (a stuck trainer);\n"
+	    "                          --idle-ms does not apply\n"
+	    "      --pause-after N     after N records, stop reading for\n"
+	    "      --pause-ms MS       MS milliseconds (default 1000), once\n"
+	    "      --report FILE       write the counts as JSON to FILE\n"
+	    "      --progress          a line per second on stderr\n"
+	    "  -h, --help              show this help\n"
+	    "\n"
+	    "Rates count whole records (32-byte header + data) between the first\n"
+	    "batch and the last.\n"
+	    "Exit status: 0 all good; 1 a corrupt record, an order or filter error,\n"
+	    "a bad checksum, or (lossless, with --expect-*) records missing when\n"
+	    "stopping for --idle-ms or --duration; 2 bad usage; 3 could not\n"
+	    "subscribe, or the broker failed or went away.\n");
 }
 
 static int parse(int argc, char **argv, struct sub_opts *o)
 {
 	enum {
-		OPT_STREAM = 256, OPT_BATCH_SIZE, OPT_MAX_DELAY, OPT_BATCH_SLOTS, OPT_LOSSY,
-		OPT_GROUP, OPT_GAMES, OPT_PLAYERS, OPT_MIN_TURN, OPT_CHECKSUM, OPT_WAIT_MS,
-		OPT_COUNT, OPT_DURATION, OPT_IDLE_MS, OPT_EXPECT_P, OPT_EXPECT_N,
-		OPT_GEN_GAMES, OPT_GEN_LEN, OPT_GEN_PLAYERS, OPT_GEN_BASE, OPT_HOLD,
-		OPT_PAUSE_AFTER, OPT_PAUSE_MS, OPT_REPORT, OPT_PROGRESS,
+		OPT_STREAM = 256,
+		OPT_BATCH_SIZE,
+		OPT_MAX_DELAY,
+		OPT_BATCH_SLOTS,
+		OPT_LOSSY,
+		OPT_GROUP,
+		OPT_GAMES,
+		OPT_PLAYERS,
+		OPT_MIN_TURN,
+		OPT_CHECKSUM,
+		OPT_WAIT_MS,
+		OPT_COUNT,
+		OPT_DURATION,
+		OPT_IDLE_MS,
+		OPT_EXPECT_P,
+		OPT_EXPECT_N,
+		OPT_GEN_GAMES,
+		OPT_GEN_LEN,
+		OPT_GEN_PLAYERS,
+		OPT_GEN_BASE,
+		OPT_HOLD,
+		OPT_PAUSE_AFTER,
+		OPT_PAUSE_MS,
+		OPT_REPORT,
+		OPT_PROGRESS,
 	};
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"stream", required_argument, NULL, OPT_STREAM},
-		{"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
-		{"max-delay-ms", required_argument, NULL, OPT_MAX_DELAY},
-		{"batch-slots", required_argument, NULL, OPT_BATCH_SLOTS},
-		{"lossy", no_argument, NULL, OPT_LOSSY},
-		{"group", required_argument, NULL, OPT_GROUP},
-		{"games", required_argument, NULL, OPT_GAMES},
-		{"players", required_argument, NULL, OPT_PLAYERS},
-		{"min-turn", required_argument, NULL, OPT_MIN_TURN},
-		{"checksum", no_argument, NULL, OPT_CHECKSUM},
-		{"wait-ms", required_argument, NULL, OPT_WAIT_MS},
-		{"count", required_argument, NULL, OPT_COUNT},
-		{"duration", required_argument, NULL, OPT_DURATION},
-		{"idle-ms", required_argument, NULL, OPT_IDLE_MS},
-		{"expect-producers", required_argument, NULL, OPT_EXPECT_P},
-		{"expect-records", required_argument, NULL, OPT_EXPECT_N},
-		{"gen-games", required_argument, NULL, OPT_GEN_GAMES},
-		{"gen-episode-len", required_argument, NULL, OPT_GEN_LEN},
-		{"gen-players", required_argument, NULL, OPT_GEN_PLAYERS},
-		{"gen-index-base", required_argument, NULL, OPT_GEN_BASE},
-		{"hold", no_argument, NULL, OPT_HOLD},
-		{"pause-after", required_argument, NULL, OPT_PAUSE_AFTER},
-		{"pause-ms", required_argument, NULL, OPT_PAUSE_MS},
-		{"report", required_argument, NULL, OPT_REPORT},
-		{"progress", no_argument, NULL, OPT_PROGRESS},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"stream", required_argument, NULL, OPT_STREAM},
+	    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
+	    {"max-delay-ms", required_argument, NULL, OPT_MAX_DELAY},
+	    {"batch-slots", required_argument, NULL, OPT_BATCH_SLOTS},
+	    {"lossy", no_argument, NULL, OPT_LOSSY},
+	    {"group", required_argument, NULL, OPT_GROUP},
+	    {"games", required_argument, NULL, OPT_GAMES},
+	    {"players", required_argument, NULL, OPT_PLAYERS},
+	    {"min-turn", required_argument, NULL, OPT_MIN_TURN},
+	    {"checksum", no_argument, NULL, OPT_CHECKSUM},
+	    {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
+	    {"count", required_argument, NULL, OPT_COUNT},
+	    {"duration", required_argument, NULL, OPT_DURATION},
+	    {"idle-ms", required_argument, NULL, OPT_IDLE_MS},
+	    {"expect-producers", required_argument, NULL, OPT_EXPECT_P},
+	    {"expect-records", required_argument, NULL, OPT_EXPECT_N},
+	    {"gen-games", required_argument, NULL, OPT_GEN_GAMES},
+	    {"gen-episode-len", required_argument, NULL, OPT_GEN_LEN},
+	    {"gen-players", required_argument, NULL, OPT_GEN_PLAYERS},
+	    {"gen-index-base", required_argument, NULL, OPT_GEN_BASE},
+	    {"hold", no_argument, NULL, OPT_HOLD},
+	    {"pause-after", required_argument, NULL, OPT_PAUSE_AFTER},
+	    {"pause-ms", required_argument, NULL, OPT_PAUSE_MS},
+	    {"report", required_argument, NULL, OPT_REPORT},
+	    {"progress", no_argument, NULL, OPT_PROGRESS},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	bool have_p = false, have_n = false;
 	uint32_t v;
@@ -243,31 +265,40 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 		int r = 0;
 
 		switch (c) {
-		case 's': o->socket = optarg; break;
-		case OPT_STREAM: o->stream = optarg; break;
+		case 's':
+			o->socket = optarg;
+			break;
+		case OPT_STREAM:
+			o->stream = optarg;
+			break;
 		case OPT_BATCH_SIZE:
 			r = cli_u32(CMD, "--batch-size", optarg, 1, 1u << 24,
 				    &o->so.batch_size);
 			break;
 		case OPT_MAX_DELAY:
-			r = cli_u32(CMD, "--max-delay-ms", optarg, 1, UINT32_MAX / 1000,
-				    &v);
+			r = cli_u32(CMD, "--max-delay-ms", optarg, 1,
+				    UINT32_MAX / 1000, &v);
 			o->so.max_delay_us = v * 1000;
 			break;
 		case OPT_BATCH_SLOTS:
 			r = cli_u32(CMD, "--batch-slots", optarg, 1, 1u << 20,
 				    &o->so.batch_slots);
-			if (r == 0 && (o->so.batch_slots & (o->so.batch_slots - 1)))
-				return cli_usage_error(CMD,
-					"--batch-slots: %u is not a power of two",
-					o->so.batch_slots);
+			if (r == 0 &&
+			    (o->so.batch_slots & (o->so.batch_slots - 1)))
+				return cli_usage_error(
+				    CMD,
+				    "--batch-slots: %u is not a power of two",
+				    o->so.batch_slots);
 			break;
-		case OPT_LOSSY: o->so.policy = EXPBUS_LOSSY; break;
+		case OPT_LOSSY:
+			o->so.policy = EXPBUS_LOSSY;
+			break;
 		case OPT_GROUP:
 			if (!optarg[0] || strlen(optarg) >= NAME_MAX_LEN)
-				return cli_usage_error(CMD,
-					"--group: a name of 1 to %d characters",
-					NAME_MAX_LEN - 1);
+				return cli_usage_error(
+				    CMD,
+				    "--group: a name of 1 to %d characters",
+				    NAME_MAX_LEN - 1);
 			o->so.group = optarg;
 			break;
 		case OPT_GAMES:
@@ -277,43 +308,49 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 			break;
 		case OPT_PLAYERS:
 			free(o->players);
-			r = cli_list(CMD, "--players", optarg, 1024, &o->players,
-				     &o->n_players);
+			r = cli_list(CMD, "--players", optarg, 1024,
+				     &o->players, &o->n_players);
 			break;
 		case OPT_MIN_TURN:
 			r = cli_u32(CMD, "--min-turn", optarg, 0, UINT32_MAX,
 				    &o->so.min_turn);
 			break;
-		case OPT_CHECKSUM: o->so.flags |= EXPBUS_SUBSCRIBE_CHECKSUM; break;
+		case OPT_CHECKSUM:
+			o->so.flags |= EXPBUS_SUBSCRIBE_CHECKSUM;
+			break;
 		case OPT_WAIT_MS:
-			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000, &o->wait_ms);
+			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000,
+				    &o->wait_ms);
 			break;
 		case OPT_COUNT:
-			r = cli_u64(CMD, "--count", optarg, 1, UINT64_MAX / 2, &o->count);
+			r = cli_u64(CMD, "--count", optarg, 1, UINT64_MAX / 2,
+				    &o->count);
 			break;
 		case OPT_DURATION:
-			r = cli_seconds(CMD, "--duration", optarg, &o->duration);
+			r = cli_seconds(CMD, "--duration", optarg,
+					&o->duration);
 			break;
 		case OPT_IDLE_MS:
-			r = cli_u32(CMD, "--idle-ms", optarg, 0, 86400000, &o->idle_ms);
+			r = cli_u32(CMD, "--idle-ms", optarg, 0, 86400000,
+				    &o->idle_ms);
 			break;
 		case OPT_EXPECT_P:
-			r = cli_u32(CMD, "--expect-producers", optarg, 1, 1u << 20,
-				    &o->expect_producers);
+			r = cli_u32(CMD, "--expect-producers", optarg, 1,
+				    1u << 20, &o->expect_producers);
 			have_p = true;
 			break;
 		case OPT_EXPECT_N:
-			r = cli_u64(CMD, "--expect-records", optarg, 0, UINT64_MAX / 2,
-				    &o->expect_records);
+			r = cli_u64(CMD, "--expect-records", optarg, 0,
+				    UINT64_MAX / 2, &o->expect_records);
 			have_n = true;
 			break;
 		case OPT_GEN_GAMES:
-			r = cli_u32(CMD, "--gen-games", optarg, 1, PATTERN_MAX_GAMES - 1,
-				    &o->gen.games);
+			r = cli_u32(CMD, "--gen-games", optarg, 1,
+				    PATTERN_MAX_GAMES - 1, &o->gen.games);
 			break;
 		case OPT_GEN_LEN:
-			r = cli_u32(CMD, "--gen-episode-len", optarg, 1, UINT32_MAX,
-				    &o->gen.episode_len);
+			r = cli_u32(CMD, "--gen-episode-len", optarg, 1,
+				    UINT32_MAX, &o->gen.episode_len);
 			break;
 		case OPT_GEN_PLAYERS:
 			r = cli_u32(CMD, "--gen-players", optarg, 1, UINT32_MAX,
@@ -324,17 +361,26 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 				    UINT32_MAX / PATTERN_MAX_GAMES - (1u << 20),
 				    &o->gen.index_base);
 			break;
-		case OPT_HOLD: o->hold = true; break;
+		case OPT_HOLD:
+			o->hold = true;
+			break;
 		case OPT_PAUSE_AFTER:
-			r = cli_u64(CMD, "--pause-after", optarg, 1, UINT64_MAX / 2,
-				    &o->pause_after);
+			r = cli_u64(CMD, "--pause-after", optarg, 1,
+				    UINT64_MAX / 2, &o->pause_after);
 			break;
 		case OPT_PAUSE_MS:
-			r = cli_u32(CMD, "--pause-ms", optarg, 0, 86400000, &o->pause_ms);
+			r = cli_u32(CMD, "--pause-ms", optarg, 0, 86400000,
+				    &o->pause_ms);
 			break;
-		case OPT_REPORT: o->report = optarg; break;
-		case OPT_PROGRESS: o->progress = true; break;
-		case 'h': usage(); exit(0);
+		case OPT_REPORT:
+			o->report = optarg;
+			break;
+		case OPT_PROGRESS:
+			o->progress = true;
+			break;
+		case 'h':
+			usage();
+			exit(0);
 		default:
 			fprintf(stderr, "Try 'expbus sub --help'.\n");
 			return EXIT_USAGE;
@@ -343,10 +389,12 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 			return EXIT_USAGE;
 	}
 	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(CMD, "unexpected argument '%s'",
+				       argv[optind]);
 	if (have_p != have_n)
-		return cli_usage_error(CMD, "--expect-producers and --expect-records "
-					    "go together");
+		return cli_usage_error(
+		    CMD, "--expect-producers and --expect-records "
+			 "go together");
 	if (o->n_games) {
 		o->so.games = o->games;
 		o->so.n_games = o->n_games;
@@ -404,7 +452,8 @@ static uint64_t count_range(const struct sub_opts *o, uint32_t p, long j,
  * rest rather than N records. */
 static uint64_t expected_count(const struct sub_opts *o, uint32_t p, long j)
 {
-	uint64_t a = (uint64_t)o->gen.episode_len * o->gen.games, b = o->gen.players;
+	uint64_t a = (uint64_t)o->gen.episode_len * o->gen.games,
+		 b = o->gen.players;
 	uint64_t x = a, y = b, period, n = o->expect_records;
 
 	while (y) {
@@ -488,8 +537,10 @@ static int setup_columns(struct sub_state *st)
 	struct schema s;
 	char err[256];
 
-	if (schema_parse(expbus_consumer_schema(st->c), &s, err, sizeof(err)) < 0) {
-		fprintf(stderr, "expbus sub: the stream's schema does not parse: %s\n",
+	if (schema_parse(expbus_consumer_schema(st->c), &s, err, sizeof(err)) <
+	    0) {
+		fprintf(stderr,
+			"expbus sub: the stream's schema does not parse: %s\n",
 			err);
 		return -EPROTO;
 	}
@@ -501,7 +552,8 @@ static int setup_columns(struct sub_state *st)
 	st->col_flags = find_column(st, "flags");
 	if (st->col_seq < 0 || st->col_source < 0 || st->col_game < 0 ||
 	    st->col_player < 0 || st->col_turn < 0 || st->col_flags < 0) {
-		fprintf(stderr, "expbus sub: the batch ring lacks a header column\n");
+		fprintf(stderr,
+			"expbus sub: the batch ring lacks a header column\n");
 		return -EPROTO;
 	}
 	st->nfields = s.nfields;
@@ -510,18 +562,20 @@ static int setup_columns(struct sub_state *st)
 		st->fields[f].offset = s.fields[f].offset;
 		st->fields[f].size = s.fields[f].elem_size;
 		if (st->fields[f].col < 0) {
-			fprintf(stderr, "expbus sub: the batch ring has no column "
-					"for field '%s'\n",
+			fprintf(stderr,
+				"expbus sub: the batch ring has no column "
+				"for field '%s'\n",
 				s.fields[f].name);
 			return -EPROTO;
 		}
 	}
-	st->record_bytes = (uint32_t)sizeof(struct expbus_record_header) + s.data_size;
+	st->record_bytes =
+	    (uint32_t)sizeof(struct expbus_record_header) + s.data_size;
 	return 0;
 }
 
 static void complain(struct sub_state *st, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 static void complain(struct sub_state *st, const char *fmt, ...)
 {
@@ -529,7 +583,8 @@ static void complain(struct sub_state *st, const char *fmt, ...)
 
 	if (st->reports++ >= MAX_REPORTS) {
 		if (st->reports == MAX_REPORTS + 1)
-			fprintf(stderr, "expbus sub: (further errors not shown)\n");
+			fprintf(stderr,
+				"expbus sub: (further errors not shown)\n");
 		return;
 	}
 	fprintf(stderr, "expbus sub: ");
@@ -539,7 +594,8 @@ static void complain(struct sub_state *st, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static uint64_t batch_checksum(struct sub_state *st, const struct expbus_batch *b)
+static uint64_t batch_checksum(struct sub_state *st,
+			       const struct expbus_batch *b)
 {
 	int n = expbus_consumer_columns(st->c);
 	XXH3_state_t x;
@@ -548,7 +604,8 @@ static uint64_t batch_checksum(struct sub_state *st, const struct expbus_batch *
 	for (int i = 0; i < n; i++) {
 		struct expbus_column col;
 		expbus_batch_column_at(st->c, b, i, &col);
-		XXH3_64bits_update(&x, col.data, (size_t)col.count * col.elem_size);
+		XXH3_64bits_update(&x, col.data,
+				   (size_t)col.count * col.elem_size);
 	}
 	return XXH3_64bits_digest(&x);
 }
@@ -582,8 +639,9 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 		uint64_t sum = batch_checksum(st, b);
 		if (sum != b->checksum) {
 			st->checksum_errors++;
-			complain(st, "batch %" PRIu64 ": checksum %016" PRIx64
-				     " but the broker wrote %016" PRIx64,
+			complain(st,
+				 "batch %" PRIu64 ": checksum %016" PRIx64
+				 " but the broker wrote %016" PRIx64,
 				 b->seq, sum, b->checksum);
 		}
 	}
@@ -599,9 +657,10 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 		    want.player != player[i] || want.turn != turn[i] ||
 		    want.flags != flags[i]) {
 			bad = true;
-			complain(st, "record seq %" PRIu64 " of source %u: header "
-				     "game %u player %u turn %u flags %#x, the "
-				     "pattern has %u %u %u %#x",
+			complain(st,
+				 "record seq %" PRIu64 " of source %u: header "
+				 "game %u player %u turn %u flags %#x, the "
+				 "pattern has %u %u %u %#x",
 				 s, src[i], g, player[i], turn[i], flags[i],
 				 want.game, want.player, want.turn, want.flags);
 		}
@@ -610,24 +669,29 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 			const struct field_check *fk = &st->fields[f];
 			if (pattern_check(base,
 					  (const uint8_t *)fc[f].data +
-						  (size_t)i * fk->size,
+					      (size_t)i * fk->size,
 					  fk->offset, fk->size)) {
 				bad = true;
-				complain(st, "record seq %" PRIu64 " of producer %u: "
-					     "field %u's bytes differ from the pattern",
-					 s, p, f);
+				complain(
+				    st,
+				    "record seq %" PRIu64 " of producer %u: "
+				    "field %u's bytes differ from the pattern",
+				    s, p, f);
 			}
 		}
 		st->corrupt += bad;
 		if (!selected(o, g, player[i], turn[i])) {
 			st->filter_errors++;
-			complain(st, "record seq %" PRIu64 " (game %u player %u turn "
-				     "%u) does not match the filter",
+			complain(st,
+				 "record seq %" PRIu64
+				 " (game %u player %u turn "
+				 "%u) does not match the filter",
 				 s, g, player[i], turn[i]);
 		}
 		/* Order: strictly growing seq per source, or per source and
 		 * game in a group (a member that takes over a dead member's
-		 * games gets its unreleased records, older than what it has). */
+		 * games gets its unreleased records, older than what it has).
+		 */
 		key = o->so.group ? (uint64_t)src[i] << 32 | g : src[i];
 		if (key != cache_key) {
 			cache_last = counts_slot(&st->last_seq, key, &fresh);
@@ -635,8 +699,9 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 		}
 		if (*cache_last && s + 1 <= *cache_last) {
 			st->order_errors++;
-			complain(st, "source %u: seq %" PRIu64 " after %" PRIu64, src[i],
-				 s, *cache_last - 1);
+			complain(st,
+				 "source %u: seq %" PRIu64 " after %" PRIu64,
+				 src[i], s, *cache_last - 1);
 		}
 		*cache_last = s + 1;
 		if (g != game_key) {
@@ -713,11 +778,13 @@ static int write_report(struct sub_state *st, const char *path, double secs,
 	FILE *f = fopen(path, "w");
 
 	if (!f) {
-		fprintf(stderr, "expbus sub: --report %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "expbus sub: --report %s: %s\n", path,
+			strerror(errno));
 		return -errno;
 	}
 	fprintf(f,
-		"{\"records\":%" PRIu64 ",\"batches\":%" PRIu64 ",\"bytes\":%" PRIu64
+		"{\"records\":%" PRIu64 ",\"batches\":%" PRIu64
+		",\"bytes\":%" PRIu64
 		",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f"
 		",\"dropped\":%" PRIu64 ",\"corrupt\":%" PRIu64
 		",\"order_errors\":%" PRIu64 ",\"filter_errors\":%" PRIu64
@@ -726,16 +793,17 @@ static int write_report(struct sub_state *st, const char *path, double secs,
 		",\"drain\":%" PRIu64 "},\"per_game\":",
 		st->records, st->batches, bytes, secs,
 		secs > 0 ? (double)st->records / secs : 0,
-		secs > 0 ? (double)bytes / secs / 1e9 : 0, st->dropped, st->corrupt,
-		st->order_errors, st->filter_errors, st->checksum_errors, miss,
-		st->flush[EXPBUS_FLUSH_FULL], st->flush[EXPBUS_FLUSH_TIMEOUT],
-		st->flush[EXPBUS_FLUSH_DRAIN]);
+		secs > 0 ? (double)bytes / secs / 1e9 : 0, st->dropped,
+		st->corrupt, st->order_errors, st->filter_errors,
+		st->checksum_errors, miss, st->flush[EXPBUS_FLUSH_FULL],
+		st->flush[EXPBUS_FLUSH_TIMEOUT], st->flush[EXPBUS_FLUSH_DRAIN]);
 	print_counts(f, &st->per_game);
 	fprintf(f, ",\"per_producer\":");
 	print_counts(f, &st->per_producer);
 	fprintf(f, "}\n");
 	if (fclose(f) != 0) {
-		fprintf(stderr, "expbus sub: --report %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "expbus sub: --report %s: %s\n", path,
+			strerror(errno));
 		return -EIO;
 	}
 	return 0;
@@ -749,8 +817,15 @@ static void sleep_ms(uint32_t ms)
 		(void)usleep(10000);
 }
 
-enum stop_reason { RUNNING, BY_COUNT, BY_EXPECT, BY_IDLE, BY_DURATION,
-		   BY_SIGNAL, BY_BROKER };
+enum stop_reason {
+	RUNNING,
+	BY_COUNT,
+	BY_EXPECT,
+	BY_IDLE,
+	BY_DURATION,
+	BY_SIGNAL,
+	BY_BROKER
+};
 
 static const char *human_rate(double r, char *buf, size_t len)
 {
@@ -767,8 +842,8 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 {
 	const struct sub_opts *o = st->o;
 	const uint64_t t0 = cli_now_ns();
-	const uint64_t end = o->duration > 0 ? t0 + (uint64_t)(o->duration * 1e9)
-					     : UINT64_MAX;
+	const uint64_t end =
+	    o->duration > 0 ? t0 + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
 	uint64_t last_progress = t0, progress_records = 0;
 	bool paused = false;
 
@@ -781,12 +856,15 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 
 		if (o->progress && now - last_progress >= 1000000000u) {
 			double dt = (double)(now - last_progress) / 1e9;
-			double rec = (double)(st->records - progress_records) / dt;
+			double rec =
+			    (double)(st->records - progress_records) / dt;
 			char buf[32];
-			fprintf(stderr, "sub: %s rec/s, %.3f GB/s, %" PRIu64
-					" batches, %" PRIu64 " dropped\n",
+			fprintf(stderr,
+				"sub: %s rec/s, %.3f GB/s, %" PRIu64
+				" batches, %" PRIu64 " dropped\n",
 				human_rate(rec, buf, sizeof(buf)),
-				rec * st->record_bytes / 1e9, st->batches, st->dropped);
+				rec * st->record_bytes / 1e9, st->batches,
+				st->dropped);
 			last_progress = now;
 			progress_records = st->records;
 		}
@@ -815,7 +893,8 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 				return BY_BROKER;
 			}
 		}
-		if (o->pause_after && !paused && st->records >= o->pause_after) {
+		if (o->pause_after && !paused &&
+		    st->records >= o->pause_after) {
 			paused = true;
 			sleep_ms(o->pause_ms);
 			/* The pause is not idleness. */
@@ -849,9 +928,12 @@ static void state_free(struct sub_state *st, struct sub_opts *o)
 int cmd_sub(const char *socket, int argc, char **argv)
 {
 	struct sub_opts o = {
-		.socket = socket, .stream = "demo", .wait_ms = 5000,
-		.idle_ms = 2000, .pause_ms = 1000,
-		.gen = {.games = 4, .episode_len = 100, .players = 2},
+	    .socket = socket,
+	    .stream = "demo",
+	    .wait_ms = 5000,
+	    .idle_ms = 2000,
+	    .pause_ms = 1000,
+	    .gen = {.games = 4, .episode_len = 100, .players = 2},
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	struct sub_state st = {.o = &o};
@@ -907,12 +989,16 @@ int cmd_sub(const char *socket, int argc, char **argv)
 
 	miss = missing(&st);
 	bytes = st.records * st.record_bytes;
-	secs = st.last_ns > st.first_ns ? (double)(st.last_ns - st.first_ns) / 1e9 : 0;
-	printf("sub: %" PRIu64 " records in %.3f s: %s rec/s, %.2f GB/s; %" PRIu64
-	       " corrupt, %" PRIu64 " out of order, %" PRIu64 " missing, %" PRIu64
-	       " dropped",
+	secs = st.last_ns > st.first_ns
+		   ? (double)(st.last_ns - st.first_ns) / 1e9
+		   : 0;
+	printf("sub: %" PRIu64
+	       " records in %.3f s: %s rec/s, %.2f GB/s; %" PRIu64
+	       " corrupt, %" PRIu64 " out of order, %" PRIu64
+	       " missing, %" PRIu64 " dropped",
 	       st.records, secs,
-	       human_rate(secs > 0 ? (double)st.records / secs : 0, buf, sizeof(buf)),
+	       human_rate(secs > 0 ? (double)st.records / secs : 0, buf,
+			  sizeof(buf)),
 	       secs > 0 ? (double)bytes / secs / 1e9 : 0, st.corrupt,
 	       st.order_errors, miss, st.dropped);
 	if (st.filter_errors)
@@ -923,7 +1009,8 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	fflush(stdout);
 	if (o.report && write_report(&st, o.report, secs, miss) < 0)
 		status = 1;
-	if (st.corrupt || st.order_errors || st.filter_errors || st.checksum_errors)
+	if (st.corrupt || st.order_errors || st.filter_errors ||
+	    st.checksum_errors)
 		status = 1;
 	else if (miss && o.so.policy == EXPBUS_LOSSLESS &&
 		 (why == BY_IDLE || why == BY_DURATION))

@@ -23,15 +23,17 @@
 #include "expbus.h"
 #include "stats_view.h"
 
-#define CMD "top"
-#define BAR_WIDTH 20
+#define CMD	      "top"
+#define BAR_WIDTH     20
 #define GONE_CHECK_NS 1000000000ull
 
 enum sort_key { SORT_ID, SORT_RATE, SORT_FILL, SORT_DROPS, SORT_KEYS };
 
 static const char *const sort_names[SORT_KEYS] = {
-	"id", "rate (IN/s, REC/s)", "fill/lag (FILL, LAG)",
-	"drops (STALLS, DROP/s)",
+    "id",
+    "rate (IN/s, REC/s)",
+    "fill/lag (FILL, LAG)",
+    "drops (STALLS, DROP/s)",
 };
 
 struct frame {
@@ -50,8 +52,8 @@ struct top {
 	bool have_view;
 	double delay;
 	uint64_t frames; /* 0: until q or a signal */
-	bool screen;     /* stdout is a terminal: full screen */
-	bool keys;       /* and stdin too: raw mode, keys */
+	bool screen;	 /* stdout is a terminal: full screen */
+	bool keys;	 /* and stdin too: raw mode, keys */
 	bool raw;
 	struct termios saved;
 	enum sort_key sort;
@@ -75,40 +77,41 @@ static void on_signal(int sig)
 
 static void usage(void)
 {
-	printf("Usage: expbus top [OPTION]...\n"
-	       "A live view of the broker, refreshed every interval: per producer\n"
-	       "ring an occupancy bar, fill %% and records/s in; per subscription\n"
-	       "records/s and GB/s out, lag in records and milliseconds, batches/s\n"
-	       "by flush reason (full/timeout/drain) with their average fill, and\n"
-	       "drops by reason; totals and unclaimed records. Everything is read\n"
-	       "from the broker's stats segment, mapped read-only: top never\n"
-	       "disturbs the broker, however busy it is.\n"
-	       "\n"
-	       "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
-	       "  -d, --delay SEC    seconds between refreshes (default 1; >= 0.05)\n"
-	       "  -n, --frames N     stop after N frames (default: until q)\n"
-	       "  -o, --sort KEY     first sort key: id, rate, fill, drops\n"
-	       "                     (default rate)\n"
-	       "  -h, --help         show this help\n"
-	       "\n"
-	       "Keys (when stdin and stdout are a terminal):\n"
-	       "  q       quit                 s / S  next / previous sort key\n"
-	       "  p       pause / resume       ?      help\n"
-	       "  space   refresh now          ^L     redraw\n"
-	       "When stdout is not a terminal, top prints one plain-text frame per\n"
-	       "interval (the first after one interval, so that it has rates).\n"
-	       "\n"
-	       "OCC/CAP: records committed to a ring and not yet taken by the\n"
-	       "broker (tail - head; the tail as the broker last read it, at most\n"
-	       "100 ms old), over the ring's slots. LAG: records routed to a\n"
-	       "subscription and not yet released, in batches it holds plus the\n"
-	       "batch being filled; LAG_MS: the age of the oldest of them. FILL: the\n"
-	       "average fill of the batches published in the interval. Counters are\n"
-	       "read one at a time, not as one atomic snapshot; rates are their\n"
-	       "growth over the interval.\n"
-	       "\n"
-	       "Exit status: 0 quit (q, -n, SIGINT or SIGTERM), 1 out of memory or\n"
-	       "the terminal failed, 2 bad usage, 3 no broker at the socket.\n");
+	printf(
+	    "Usage: expbus top [OPTION]...\n"
+	    "A live view of the broker, refreshed every interval: per producer\n"
+	    "ring an occupancy bar, fill %% and records/s in; per subscription\n"
+	    "records/s and GB/s out, lag in records and milliseconds, batches/s\n"
+	    "by flush reason (full/timeout/drain) with their average fill, and\n"
+	    "drops by reason; totals and unclaimed records. Everything is read\n"
+	    "from the broker's stats segment, mapped read-only: top never\n"
+	    "disturbs the broker, however busy it is.\n"
+	    "\n"
+	    "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
+	    "  -d, --delay SEC    seconds between refreshes (default 1; >= 0.05)\n"
+	    "  -n, --frames N     stop after N frames (default: until q)\n"
+	    "  -o, --sort KEY     first sort key: id, rate, fill, drops\n"
+	    "                     (default rate)\n"
+	    "  -h, --help         show this help\n"
+	    "\n"
+	    "Keys (when stdin and stdout are a terminal):\n"
+	    "  q       quit                 s / S  next / previous sort key\n"
+	    "  p       pause / resume       ?      help\n"
+	    "  space   refresh now          ^L     redraw\n"
+	    "When stdout is not a terminal, top prints one plain-text frame per\n"
+	    "interval (the first after one interval, so that it has rates).\n"
+	    "\n"
+	    "OCC/CAP: records committed to a ring and not yet taken by the\n"
+	    "broker (tail - head; the tail as the broker last read it, at most\n"
+	    "100 ms old), over the ring's slots. LAG: records routed to a\n"
+	    "subscription and not yet released, in batches it holds plus the\n"
+	    "batch being filled; LAG_MS: the age of the oldest of them. FILL: the\n"
+	    "average fill of the batches published in the interval. Counters are\n"
+	    "read one at a time, not as one atomic snapshot; rates are their\n"
+	    "growth over the interval.\n"
+	    "\n"
+	    "Exit status: 0 quit (q, -n, SIGINT or SIGTERM), 1 out of memory or\n"
+	    "the terminal failed, 2 bad usage, 3 no broker at the socket.\n");
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -196,8 +199,11 @@ static const char *si(char *buf, size_t len, double x, int decimals)
 	if (u == 0)
 		snprintf(buf, len, "%.*f", decimals, x);
 	else
-		snprintf(buf, len, "%.*f%c", x < 9.995 ? 2 : x < 99.95 ? 1 : 0, x,
-			 units[u]);
+		snprintf(buf, len, "%.*f%c",
+			 x < 9.995   ? 2
+			 : x < 99.95 ? 1
+				     : 0,
+			 x, units[u]);
 	return buf;
 }
 
@@ -229,17 +235,24 @@ static int cmp_double_desc(double a, double b)
 
 static int cmp_producers(const void *a, const void *b)
 {
-	const struct sv_producer *x = &sort_view->producers[*(const uint32_t *)a];
-	const struct sv_producer *y = &sort_view->producers[*(const uint32_t *)b];
+	const struct sv_producer *x =
+	    &sort_view->producers[*(const uint32_t *)a];
+	const struct sv_producer *y =
+	    &sort_view->producers[*(const uint32_t *)b];
 	int c = 0;
 
 	switch (sort_by) {
-	case SORT_RATE: c = cmp_double_desc(x->in_per_s, y->in_per_s); break;
-	case SORT_FILL: c = cmp_double_desc(x->fill, y->fill); break;
+	case SORT_RATE:
+		c = cmp_double_desc(x->in_per_s, y->in_per_s);
+		break;
+	case SORT_FILL:
+		c = cmp_double_desc(x->fill, y->fill);
+		break;
 	case SORT_DROPS:
 		c = cmp_double_desc((double)x->stalls, (double)y->stalls);
 		break;
-	default: break;
+	default:
+		break;
 	}
 	return c ? c : (x->id > y->id) - (x->id < y->id);
 }
@@ -260,29 +273,35 @@ static int cmp_subs(const void *a, const void *b)
 	int c = 0;
 
 	switch (sort_by) {
-	case SORT_RATE: c = cmp_double_desc(x->out_per_s, y->out_per_s); break;
+	case SORT_RATE:
+		c = cmp_double_desc(x->out_per_s, y->out_per_s);
+		break;
 	case SORT_FILL:
-		c = cmp_double_desc((double)x->lag_records, (double)y->lag_records);
+		c = cmp_double_desc((double)x->lag_records,
+				    (double)y->lag_records);
 		break;
 	case SORT_DROPS:
 		c = cmp_double_desc(x->drops_per_s, y->drops_per_s);
 		if (!c)
 			c = cmp_double_desc((double)drops(x), (double)drops(y));
 		break;
-	default: break;
+	default:
+		break;
 	}
 	return c ? c : (x->id > y->id) - (x->id < y->id);
 }
 
 /* ---- drawing --------------------------------------------------------- */
 
-static void draw_title(struct top *t, struct frame *f, const struct stats_view *v)
+static void draw_title(struct top *t, struct frame *f,
+		       const struct stats_view *v)
 {
 	char when[16], up[32];
 	time_t now = time(NULL);
 	struct tm tm;
 	double secs = v->taken_ns > v->start_ns
-			      ? (double)(v->taken_ns - v->start_ns) / 1e9 : 0;
+			  ? (double)(v->taken_ns - v->start_ns) / 1e9
+			  : 0;
 
 	localtime_r(&now, &tm);
 	strftime(when, sizeof(when), "%H:%M:%S", &tm);
@@ -292,13 +311,15 @@ static void draw_title(struct top *t, struct frame *f, const struct stats_view *
 	else
 		snprintf(up, sizeof(up), "%um%02us", (unsigned)(secs / 60),
 			 (unsigned)secs % 60);
-	line(f, "expbus top - %s - broker pid %u at %s, up %s; every %.2gs, "
-		"sort: %s%s",
+	line(f,
+	     "expbus top - %s - broker pid %u at %s, up %s; every %.2gs, "
+	     "sort: %s%s",
 	     when, v->broker_pid, t->src.socket, up, t->delay,
 	     sort_names[t->sort], t->paused ? "  [PAUSED]" : "");
 	if (t->gone)
-		line(f, "the broker (pid %u) is gone; these are its last numbers. "
-			"Waiting for a broker at %s",
+		line(f,
+		     "the broker (pid %u) is gone; these are its last numbers. "
+		     "Waiting for a broker at %s",
 		     v->broker_pid, t->src.socket);
 }
 
@@ -320,11 +341,13 @@ static void draw_totals(struct frame *f, const struct stats_view *v)
 		lag += v->subs[i].lag_records;
 		dropped += drops(&v->subs[i]);
 	}
-	line(f, "%u streams, %u producers, %u subscriptions; protocol "
-		"violations %" PRIu64,
+	line(f,
+	     "%u streams, %u producers, %u subscriptions; protocol "
+	     "violations %" PRIu64,
 	     v->n_streams, v->n_producers, v->n_subs, v->violations);
-	line(f, "TOTAL in %s rec/s (rings hold %s of %s)  out %s rec/s %.3f GB/s"
-		"  lag %s rec  drops %s/s (%" PRIu64 " in all)",
+	line(f,
+	     "TOTAL in %s rec/s (rings hold %s of %s)  out %s rec/s %.3f GB/s"
+	     "  lag %s rec  drops %s/s (%" PRIu64 " in all)",
 	     si(a, sizeof(a), in, 0), si(b, sizeof(b), (double)occ, 0),
 	     si(c, sizeof(c), (double)cap, 0), si(d, sizeof(d), out, 0),
 	     bytes / 1e9, si(e, sizeof(e), (double)lag, 0),
@@ -349,9 +372,10 @@ static void draw_producers(struct top *t, struct frame *f,
 		char b[BAR_WIDTH + 3], oc[24], r[16], st[16];
 
 		bar(b, p->fill);
-		snprintf(oc, sizeof(oc), "%" PRIu64 "/%u", p->occupancy, p->capacity);
-		line(f, "%5u %-14.14s %8u %-22s %5.1f%% %17s %8s %8s %-8s", p->id,
-		     stats_view_stream_name(v, p->stream_id), p->pid, b,
+		snprintf(oc, sizeof(oc), "%" PRIu64 "/%u", p->occupancy,
+			 p->capacity);
+		line(f, "%5u %-14.14s %8u %-22s %5.1f%% %17s %8s %8s %-8s",
+		     p->id, stats_view_stream_name(v, p->stream_id), p->pid, b,
 		     100 * p->fill, oc,
 		     v->interval_s > 0 ? si(r, sizeof(r), p->in_per_s, 0) : "-",
 		     si(st, sizeof(st), (double)p->stalls, 0),
@@ -359,7 +383,8 @@ static void draw_producers(struct top *t, struct frame *f,
 	}
 }
 
-static void draw_subs(struct top *t, struct frame *f, const struct stats_view *v)
+static void draw_subs(struct top *t, struct frame *f,
+		      const struct stats_view *v)
 {
 	line(f, "%s", "");
 	line(f, "%5s %-14s %8s %-8s %-10s %8s %7s %8s %8s %-17s %5s %8s %-13s",
@@ -374,20 +399,25 @@ static void draw_subs(struct top *t, struct frame *f, const struct stats_view *v
 		const struct sv_sub *s = &v->subs[t->order[i]];
 		bool rates = v->interval_s > 0;
 		char r[16], lag[16], bt[40], b1[16], b2[16], b3[16], fill[16],
-			dr[16], d1[16], d2[16], drops_txt[40];
+		    dr[16], d1[16], d2[16], drops_txt[40];
 
-		snprintf(bt, sizeof(bt), "%s/%s/%s",
-			 si(b1, sizeof(b1), s->batches_per_s[EXPBUS_FLUSH_FULL], 0),
-			 si(b2, sizeof(b2), s->batches_per_s[EXPBUS_FLUSH_TIMEOUT], 0),
-			 si(b3, sizeof(b3), s->batches_per_s[EXPBUS_FLUSH_DRAIN], 0));
+		snprintf(
+		    bt, sizeof(bt), "%s/%s/%s",
+		    si(b1, sizeof(b1), s->batches_per_s[EXPBUS_FLUSH_FULL], 0),
+		    si(b2, sizeof(b2), s->batches_per_s[EXPBUS_FLUSH_TIMEOUT],
+		       0),
+		    si(b3, sizeof(b3), s->batches_per_s[EXPBUS_FLUSH_DRAIN],
+		       0));
 		if (s->avg_fill > 0)
-			snprintf(fill, sizeof(fill), "%.0f%%", 100 * s->avg_fill);
+			snprintf(fill, sizeof(fill), "%.0f%%",
+				 100 * s->avg_fill);
 		else
 			snprintf(fill, sizeof(fill), "-");
-		snprintf(drops_txt, sizeof(drops_txt), "%s/%s",
-			 si(d1, sizeof(d1), (double)s->dropped[DROP_RING_FULL], 0),
-			 si(d2, sizeof(d2),
-			    (double)s->dropped[DROP_SUBSCRIBER_GONE], 0));
+		snprintf(
+		    drops_txt, sizeof(drops_txt), "%s/%s",
+		    si(d1, sizeof(d1), (double)s->dropped[DROP_RING_FULL], 0),
+		    si(d2, sizeof(d2), (double)s->dropped[DROP_SUBSCRIBER_GONE],
+		       0));
 		line(f,
 		     "%5u %-14.14s %8u %-8s %-10.10s %8s %7.3f %8s %8.1f %-17s "
 		     "%5s %8s %-13s",
@@ -405,26 +435,26 @@ static void draw_subs(struct top *t, struct frame *f, const struct stats_view *v
 static void draw_help(struct frame *f)
 {
 	static const char *const text[] = {
-		"",
-		"Keys",
-		"  q        quit",
-		"  s / S    next / previous sort key: id, rate, fill/lag, drops",
-		"           (producers and subscriptions sort on their own column)",
-		"  p        pause / resume refreshing",
-		"  space    refresh now",
-		"  ^L       redraw",
-		"  ?        this help; any key goes back",
-		"",
-		"Columns",
-		"  FILL, OCC/CAP  records committed to a ring, not yet taken",
-		"  IN/s           records taken from a ring per second",
-		"  REC/s, GB/s    records and column bytes delivered per second",
-		"  LAG, LAG_MS    records routed to a subscription, not yet",
-		"                 released; age of the oldest of them",
-		"  BATCH/s F/T/D  batches per second flushed full/timed out/drained",
-		"  FILL (sub)     average fill of those batches",
-		"  DROP/s, DROPS  drops per second; in all, by reason",
-		"  UNCLAIMED      records no subscription wanted",
+	    "",
+	    "Keys",
+	    "  q        quit",
+	    "  s / S    next / previous sort key: id, rate, fill/lag, drops",
+	    "           (producers and subscriptions sort on their own column)",
+	    "  p        pause / resume refreshing",
+	    "  space    refresh now",
+	    "  ^L       redraw",
+	    "  ?        this help; any key goes back",
+	    "",
+	    "Columns",
+	    "  FILL, OCC/CAP  records committed to a ring, not yet taken",
+	    "  IN/s           records taken from a ring per second",
+	    "  REC/s, GB/s    records and column bytes delivered per second",
+	    "  LAG, LAG_MS    records routed to a subscription, not yet",
+	    "                 released; age of the oldest of them",
+	    "  BATCH/s F/T/D  batches per second flushed full/timed out/drained",
+	    "  FILL (sub)     average fill of those batches",
+	    "  DROP/s, DROPS  drops per second; in all, by reason",
+	    "  UNCLAIMED      records no subscription wanted",
 	};
 
 	for (size_t i = 0; i < sizeof(text) / sizeof(text[0]); i++)
@@ -435,8 +465,8 @@ static int draw(struct top *t)
 {
 	const struct stats_view *v = &t->view[t->cur];
 	struct frame f = {
-		.max_lines = t->screen ? t->rows : 0,
-		.cols = t->screen ? t->cols : 0,
+	    .max_lines = t->screen ? t->rows : 0,
+	    .cols = t->screen ? t->cols : 0,
 	};
 	int err;
 
@@ -452,11 +482,13 @@ static int draw(struct top *t)
 	}
 	if (t->screen) {
 		if (f.lines > f.max_lines && f.max_lines > 1) {
-			/* Say what the screen could not hold, on its last row. */
+			/* Say what the screen could not hold, on its last row.
+			 */
 			int more = f.lines - f.max_lines + 1;
 			char *last = f.buf;
 
-			for (char *p = f.buf; (p = strstr(p, "\033[K\n")); p += 4)
+			for (char *p = f.buf; (p = strstr(p, "\033[K\n"));
+			     p += 4)
 				last = p;
 			f.len = (size_t)(last - f.buf);
 			f.lines = f.max_lines - 1;
@@ -494,7 +526,8 @@ static void term_size(struct top *t)
 
 	t->rows = 24;
 	t->cols = 80;
-	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row && ws.ws_col) {
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_row &&
+	    ws.ws_col) {
 		t->rows = ws.ws_row;
 		t->cols = ws.ws_col;
 	}
@@ -562,7 +595,8 @@ static int refresh(struct top *t)
 
 	/* A broker that exited keeps its segment alive while we map it, but
 	 * it stops counting: look for a new one at the socket instead. */
-	if (t->have_view && kill((pid_t)prev->broker_pid, 0) < 0 && errno == ESRCH) {
+	if (t->have_view && kill((pid_t)prev->broker_pid, 0) < 0 &&
+	    errno == ESRCH) {
 		if (stats_source_reopen(&t->src) < 0) {
 			t->gone = true;
 			return 0;
@@ -593,7 +627,10 @@ static void handle_keys(struct top *t, bool *redraw, bool *now, bool *quit)
 			continue;
 		}
 		switch (k) {
-		case 'q': case 'Q': *quit = true; return;
+		case 'q':
+		case 'Q':
+			*quit = true;
+			return;
 		case 's':
 			t->sort = (t->sort + 1) % SORT_KEYS;
 			*redraw = true;
@@ -602,16 +639,22 @@ static void handle_keys(struct top *t, bool *redraw, bool *now, bool *quit)
 			t->sort = (t->sort + SORT_KEYS - 1) % SORT_KEYS;
 			*redraw = true;
 			break;
-		case 'p': case 'P':
+		case 'p':
+		case 'P':
 			t->paused = !t->paused;
 			*redraw = true;
 			break;
-		case '?': case 'h':
+		case '?':
+		case 'h':
 			t->help = true;
 			*redraw = true;
 			break;
-		case ' ': *now = true; break;
-		case '\f': *redraw = true; break;
+		case ' ':
+			*now = true;
+			break;
+		case '\f':
+			*redraw = true;
+			break;
 		case '\033':
 			/* An escape sequence (arrows, F-keys): ignore it. */
 			while (i + 1 < n && keys[i + 1] != '\033' &&
@@ -620,7 +663,8 @@ static void handle_keys(struct top *t, bool *redraw, bool *now, bool *quit)
 				i++;
 			i++;
 			break;
-		default: break;
+		default:
+			break;
 		}
 	}
 }
@@ -705,26 +749,28 @@ static int run(struct top *t)
 
 static int parse_sort(const char *arg, enum sort_key *out)
 {
-	static const char *const names[SORT_KEYS] = {"id", "rate", "fill", "drops"};
+	static const char *const names[SORT_KEYS] = {"id", "rate", "fill",
+						     "drops"};
 
 	for (int i = 0; i < SORT_KEYS; i++)
 		if (strcmp(arg, names[i]) == 0) {
 			*out = (enum sort_key)i;
 			return 0;
 		}
-	cli_usage_error(CMD, "--sort: '%s' is none of id, rate, fill, drops", arg);
+	cli_usage_error(CMD, "--sort: '%s' is none of id, rate, fill, drops",
+			arg);
 	return -EINVAL;
 }
 
 int cmd_top(const char *socket, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"delay", required_argument, NULL, 'd'},
-		{"frames", required_argument, NULL, 'n'},
-		{"sort", required_argument, NULL, 'o'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"delay", required_argument, NULL, 'd'},
+	    {"frames", required_argument, NULL, 'n'},
+	    {"sort", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct top t = {.delay = 1, .sort = SORT_RATE};
 	struct sigaction sa = {.sa_handler = on_signal};
@@ -733,12 +779,15 @@ int cmd_top(const char *socket, int argc, char **argv)
 
 	while ((c = getopt_long(argc, argv, "s:d:n:o:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': socket = optarg; break;
+		case 's':
+			socket = optarg;
+			break;
 		case 'd':
 			if (cli_seconds(CMD, "--delay", optarg, &t.delay) < 0)
 				return EXIT_USAGE;
 			if (t.delay < 0.05)
-				return cli_usage_error(CMD, "--delay: at least 0.05 s");
+				return cli_usage_error(
+				    CMD, "--delay: at least 0.05 s");
 			break;
 		case 'n':
 			if (cli_u64(CMD, "--frames", optarg, 1, UINT32_MAX,
@@ -749,14 +798,17 @@ int cmd_top(const char *socket, int argc, char **argv)
 			if (parse_sort(optarg, &t.sort) < 0)
 				return EXIT_USAGE;
 			break;
-		case 'h': usage(); return 0;
+		case 'h':
+			usage();
+			return 0;
 		default:
 			fprintf(stderr, "Try 'expbus top --help'.\n");
 			return EXIT_USAGE;
 		}
 	}
 	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind]);
+		return cli_usage_error(CMD, "unexpected argument '%s'",
+				       argv[optind]);
 	err = stats_source_open(CMD, socket, &t.src);
 	if (err)
 		return err;
@@ -788,7 +840,8 @@ int cmd_top(const char *socket, int argc, char **argv)
 		err = term_enter(&t);
 		if (err < 0) {
 			term_leave(&t);
-			fprintf(stderr, "expbus top: terminal: %s\n", strerror(-err));
+			fprintf(stderr, "expbus top: terminal: %s\n",
+				strerror(-err));
 			status = 1;
 			goto out;
 		}

@@ -18,11 +18,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-	{"pub", cmd_pub, "write patterned records from N producer processes"},
-	{"sub", cmd_sub, "subscribe, check every record, report rates"},
-	{"ls", cmd_ls, "list streams, producers and subscriptions"},
-	{"top", cmd_top, "live view of rings, rates, lag and drops"},
-	{"stat", cmd_stat, "one snapshot of every counter (--json, --prometheus)"},
+    {"pub", cmd_pub, "write patterned records from N producer processes"},
+    {"sub", cmd_sub, "subscribe, check every record, report rates"},
+    {"ls", cmd_ls, "list streams, producers and subscriptions"},
+    {"top", cmd_top, "live view of rings, rates, lag and drops"},
+    {"stat", cmd_stat, "one snapshot of every counter (--json, --prometheus)"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
@@ -30,27 +30,30 @@ static void usage(FILE *f)
 {
 	char def[108];
 
-	fprintf(f,
-		"Usage: expbus [--socket PATH] COMMAND [OPTION]...\n"
-		"Talk to the expbus broker (expbusd): publish and subscribe to\n"
-		"test records, inspect what the broker is doing.\n"
-		"\n"
-		"Commands:\n");
+	fprintf(
+	    f, "Usage: expbus [--socket PATH] COMMAND [OPTION]...\n"
+	       "Talk to the expbus broker (expbusd): publish and subscribe to\n"
+	       "test records, inspect what the broker is doing.\n"
+	       "\n"
+	       "Commands:\n");
 	for (size_t i = 0; i < N_COMMANDS; i++)
-		fprintf(f, "  %-6s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f,
-		"  help   'expbus help COMMAND' shows that command's options\n"
-		"\n"
-		"Options:\n"
-		"  -s, --socket PATH  the broker's control socket (default: %s);\n"
-		"                     every command also takes --socket itself\n"
-		"  -h, --help         show this help\n"
-		"  -V, --version      show the version\n"
-		"\n"
-		"Exit status: 0 success, 1 failure (see each command), 2 bad usage,\n"
-		"3 no broker or the broker refused.\n",
-		expbus_default_socket(def, sizeof(def)) ? def
-							: "$XDG_RUNTIME_DIR/expbus.sock");
+		fprintf(f, "  %-6s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(
+	    f,
+	    "  help   'expbus help COMMAND' shows that command's options\n"
+	    "\n"
+	    "Options:\n"
+	    "  -s, --socket PATH  the broker's control socket (default: %s);\n"
+	    "                     every command also takes --socket itself\n"
+	    "  -h, --help         show this help\n"
+	    "  -V, --version      show the version\n"
+	    "\n"
+	    "Exit status: 0 success, 1 failure (see each command), 2 bad usage,\n"
+	    "3 no broker or the broker refused.\n",
+	    expbus_default_socket(def, sizeof(def))
+		? def
+		: "$XDG_RUNTIME_DIR/expbus.sock");
 }
 
 static const struct command *find_command(const char *name)
@@ -64,10 +67,10 @@ static const struct command *find_command(const char *name)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
 	};
 	const struct command *cmd;
 	const char *socket = NULL;
@@ -106,8 +109,10 @@ int main(int argc, char **argv)
 		}
 		cmd = find_command(argv[optind + 1]);
 		if (!cmd) {
-			fprintf(stderr, "expbus help: no command '%s'; try 'expbus --help'.\n",
-				argv[optind + 1]);
+			fprintf(
+			    stderr,
+			    "expbus help: no command '%s'; try 'expbus --help'.\n",
+			    argv[optind + 1]);
 			return EXIT_USAGE;
 		}
 		args[0] = argv[optind + 1];
@@ -118,7 +123,8 @@ int main(int argc, char **argv)
 	}
 	cmd = find_command(argv[optind]);
 	if (!cmd) {
-		fprintf(stderr, "expbus: no command '%s'; try 'expbus --help'.\n",
+		fprintf(stderr,
+			"expbus: no command '%s'; try 'expbus --help'.\n",
 			argv[optind]);
 		return EXIT_USAGE;
 	}
@@ -181,8 +187,9 @@ int cli_seconds(const char *cmd, const char *opt, const char *arg, double *out)
 	errno = 0;
 	v = strtod(arg, &end);
 	if (errno || end == arg || *end || !(v >= 0) || v > 1e9) {
-		cli_usage_error(cmd, "%s: '%s' is not a number of seconds (e.g. 2.5)",
-				opt, arg);
+		cli_usage_error(
+		    cmd, "%s: '%s' is not a number of seconds (e.g. 2.5)", opt,
+		    arg);
 		return -EINVAL;
 	}
 	*out = v;
@@ -224,8 +231,8 @@ int cli_list(const char *cmd, const char *opt, const char *arg, uint32_t max,
 			goto bad;
 		if (hi - lo >= max || k + (hi - lo) >= max) {
 			free(v);
-			cli_usage_error(cmd, "%s: '%s' names more than %u ids", opt,
-					arg, max);
+			cli_usage_error(cmd, "%s: '%s' names more than %u ids",
+					opt, arg, max);
 			return -EINVAL;
 		}
 		for (unsigned long x = lo; x <= hi; x++)
@@ -245,9 +252,8 @@ int cli_list(const char *cmd, const char *opt, const char *arg, uint32_t max,
 	return 0;
 bad:
 	free(v);
-	cli_usage_error(cmd,
-			"%s: '%s' is not a list of ids such as '0,2,5-9'", opt,
-			arg);
+	cli_usage_error(cmd, "%s: '%s' is not a list of ids such as '0,2,5-9'",
+			opt, arg);
 	return -EINVAL;
 }
 

@@ -18,7 +18,8 @@ int stats_source_open(const char *cmd, const char *socket,
 	memset(src, 0, sizeof(*src));
 	err = expbus_new(socket, &src->bus);
 	if (err < 0) {
-		fprintf(stderr, "expbus %s: socket path: %s\n", cmd, strerror(-err));
+		fprintf(stderr, "expbus %s: socket path: %s\n", cmd,
+			strerror(-err));
 		return EXIT_USAGE;
 	}
 	if (socket)
@@ -29,7 +30,8 @@ int stats_source_open(const char *cmd, const char *socket,
 	if (err < 0) {
 		const char *why = expbus_last_error(src->bus);
 
-		/* The library's message names the socket and suggests --socket. */
+		/* The library's message names the socket and suggests --socket.
+		 */
 		fprintf(stderr, "expbus %s: %s\n", cmd,
 			why[0] ? why : strerror(-err));
 		expbus_free(src->bus);
@@ -173,11 +175,12 @@ static bool take_sub(const struct stats_sub *s, struct sv_sub *o,
 	o->last_publish_ns = ld(&s->last_publish_ns);
 	o->oldest_record_ns = ld(&s->oldest_record_ns);
 	routed = o->delivered + o->open_records;
-	o->lag_records = routed > o->released_records
-				 ? routed - o->released_records : 0;
+	o->lag_records =
+	    routed > o->released_records ? routed - o->released_records : 0;
 	o->lag_ns = o->lag_records && o->oldest_unreleased_ns &&
-				    now_ns > o->oldest_unreleased_ns
-			    ? now_ns - o->oldest_unreleased_ns : 0;
+			    now_ns > o->oldest_unreleased_ns
+			? now_ns - o->oldest_unreleased_ns
+			: 0;
 	return ld32(&s->in_use) != 0 && ld32(&s->id) == id;
 }
 
@@ -269,8 +272,8 @@ void stats_view_rates(const struct stats_view *prev, struct stats_view *cur)
 	cur->unclaimed_per_s = rate(prev->unclaimed, cur->unclaimed, dt);
 	for (uint32_t i = 0; i < cur->n_streams; i++) {
 		struct sv_stream *s = &cur->streams[i];
-		const struct sv_stream *p = find_id(prev->streams, prev->n_streams,
-						    sizeof(*s), s->id);
+		const struct sv_stream *p =
+		    find_id(prev->streams, prev->n_streams, sizeof(*s), s->id);
 		if (!p)
 			continue;
 		s->in_per_s = rate(p->records_in, s->records_in, dt);
@@ -279,20 +282,21 @@ void stats_view_rates(const struct stats_view *prev, struct stats_view *cur)
 	for (uint32_t i = 0; i < cur->n_producers; i++) {
 		struct sv_producer *s = &cur->producers[i];
 		const struct sv_producer *p = find_id(
-			prev->producers, prev->n_producers, sizeof(*s), s->id);
+		    prev->producers, prev->n_producers, sizeof(*s), s->id);
 		if (p)
 			s->in_per_s = rate(p->records_in, s->records_in, dt);
 	}
 	for (uint32_t i = 0; i < cur->n_subs; i++) {
 		struct sv_sub *s = &cur->subs[i];
-		const struct sv_sub *p = find_id(prev->subs, prev->n_subs,
-						 sizeof(*s), s->id);
+		const struct sv_sub *p =
+		    find_id(prev->subs, prev->n_subs, sizeof(*s), s->id);
 		uint64_t nb = 0, drops = 0, pdrops = 0;
 
 		if (!p)
 			continue;
 		s->out_per_s = rate(p->delivered, s->delivered, dt);
-		s->bytes_per_s = rate(p->delivered_bytes, s->delivered_bytes, dt);
+		s->bytes_per_s =
+		    rate(p->delivered_bytes, s->delivered_bytes, dt);
 		s->filtered_per_s = rate(p->filtered, s->filtered, dt);
 		for (int r = 0; r < DROP_REASONS; r++) {
 			drops += s->dropped[r];
@@ -300,7 +304,8 @@ void stats_view_rates(const struct stats_view *prev, struct stats_view *cur)
 		}
 		s->drops_per_s = rate(pdrops, drops, dt);
 		for (int r = 1; r < 4; r++) {
-			s->batches_per_s[r] = rate(p->batches[r], s->batches[r], dt);
+			s->batches_per_s[r] =
+			    rate(p->batches[r], s->batches[r], dt);
 			if (s->batches[r] > p->batches[r])
 				nb += s->batches[r] - p->batches[r];
 		}
@@ -315,7 +320,7 @@ void stats_view_rates(const struct stats_view *prev, struct stats_view *cur)
 const char *stats_view_stream_name(const struct stats_view *v, uint32_t id)
 {
 	const struct sv_stream *s =
-		find_id(v->streams, v->n_streams, sizeof(*s), id);
+	    find_id(v->streams, v->n_streams, sizeof(*s), id);
 
 	return s ? s->name : "?";
 }

@@ -33,7 +33,7 @@ struct sv_producer {
 	enum sv_state state;
 	uint64_t records_in, head, tail, stalls, last_game, games_seen;
 	uint64_t occupancy; /* tail - head, in [0, capacity] */
-	double fill;        /* occupancy / capacity */
+	double fill;	    /* occupancy / capacity */
 	double in_per_s;
 };
 

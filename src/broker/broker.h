@@ -15,7 +15,7 @@
 #include "schema.h"
 
 #define BROKER_MAX_CONNS 8192
-#define BROKER_CHUNK 256 /* records taken from one ring before the next */
+#define BROKER_CHUNK	 256 /* records taken from one ring before the next */
 
 struct broker;
 struct stream;
@@ -46,9 +46,10 @@ struct producer {
 	size_t seg_size;
 	struct ring ring; /* broker is the consumer */
 	struct stats_producer *st;
-	bool dead;    /* hung up: drain what it committed, then free */
-	bool broken;  /* broke the protocol: free at once */
-	bool stalled; /* a lossless subscriber had no room for its next record */
+	bool dead;   /* hung up: drain what it committed, then free */
+	bool broken; /* broke the protocol: free at once */
+	bool
+	    stalled; /* a lossless subscriber had no room for its next record */
 	uint32_t last_game;
 };
 
@@ -76,7 +77,7 @@ struct subscription {
 	size_t seg_size;
 	struct release_page *rel;
 	struct ring ring; /* broker is the producer */
-	uint8_t *open;    /* batch slot being filled, NULL if none */
+	uint8_t *open;	  /* batch slot being filled, NULL if none */
 	uint32_t open_count;
 	uint64_t open_since_ns;
 	uint64_t batch_seq;
@@ -90,7 +91,7 @@ struct subscription {
 	struct batch_note {
 		uint64_t since_ns; /* when its first record entered it */
 		uint64_t count;
-	} *notes;
+	} * notes;
 	uint64_t noted;
 	bool dead;    /* hung up or broke the protocol: route nothing to it */
 	bool blocked; /* lossless and its batch ring was full */
@@ -121,7 +122,7 @@ struct stream {
 	char canonical[SCHEMA_TEXT_MAX];
 	struct producer **producers;
 	uint32_t n_producers, cap_producers;
-	uint32_t rr; /* producer to start the next pass with */
+	uint32_t rr;		    /* producer to start the next pass with */
 	struct subscription **subs; /* direct subscriptions (no group) */
 	uint32_t n_subs, cap_subs;
 	struct consumer_group **groups;
@@ -138,8 +139,8 @@ struct broker_config {
 	const char *socket_path;
 	bool has_gid; /* a group besides the owner may attach */
 	gid_t gid;
-	uint64_t ring_bytes;     /* default producer ring size */
-	uint64_t max_segment;    /* largest ring or batch ring */
+	uint64_t ring_bytes;  /* default producer ring size */
+	uint64_t max_segment; /* largest ring or batch ring */
 	uint32_t default_batch;
 	uint32_t default_delay_us;
 	int log_level;
@@ -150,7 +151,7 @@ struct broker {
 	struct log log;
 	struct io_uring uring;
 	int listen_fd;
-	int wake_fd;   /* eventfd every peer writes to wake us */
+	int wake_fd; /* eventfd every peer writes to wake us */
 	int signal_fd;
 	uint64_t wake_buf;
 	uint8_t signal_buf[128];
@@ -172,7 +173,8 @@ struct broker {
  * each counter whole, which 64-bit atomics give. */
 static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
 {
-	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+	atomic_store_explicit(c,
+			      atomic_load_explicit(c, memory_order_relaxed) + n,
 			      memory_order_relaxed);
 }
 
@@ -202,18 +204,18 @@ void conn_close(struct broker *b, struct conn *c);
 void peer_message(struct broker *b, struct conn *c);
 void peer_hangup(struct broker *b, struct conn *c);
 void peer_violation(struct broker *b, struct conn *c, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 void producer_free(struct broker *b, struct producer *p);
 /* Frees producers that are drained or broken, disconnects subscriptions
  * found breaking the protocol; called between passes of the data path. */
 void peers_reap(struct broker *b);
 
 /* segments.c: creating and laying out shared segments. */
-int segment_producer_ring(struct broker *b, struct stream *s,
-			  uint32_t capacity, struct producer *p, int *ring_fd);
+int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,
+			  struct producer *p, int *ring_fd);
 int segment_batch_ring(struct broker *b, struct subscription *sub,
-		       uint32_t capacity, int *batch_fd, int *rel_fd,
-		       char *err, size_t errlen);
+		       uint32_t capacity, int *batch_fd, int *rel_fd, char *err,
+		       size_t errlen);
 int segment_stats(struct broker *b);
 
 /* stream.c */

@@ -136,8 +136,8 @@ bool group_forget_member(struct consumer_group *g, struct subscription *sub)
 	if (g->n_members == 0)
 		return false;
 	/* Keep its records to hand to the others, in order, first. */
-	struct subscription **o = realloc(g->orphans,
-					  sizeof(*o) * (g->n_orphans + 1));
+	struct subscription **o =
+	    realloc(g->orphans, sizeof(*o) * (g->n_orphans + 1));
 	if (!o)
 		return false;
 	g->orphans = o;
@@ -168,7 +168,8 @@ static void gather(const struct subscription *sub, const uint8_t *slot,
 	for (uint32_t f = 0; f < s->nfields; f++) {
 		uint32_t size = sub->col_size[HEADER_COLUMNS + f];
 		memcpy(data + s->fields[f].offset,
-		       slot + off[HEADER_COLUMNS + f] + (uint64_t)i * size, size);
+		       slot + off[HEADER_COLUMNS + f] + (uint64_t)i * size,
+		       size);
 	}
 }
 
@@ -209,7 +210,8 @@ bool group_drain_orphans(struct broker *b, struct consumer_group *g)
 
 		if (g->n_members == 0)
 			break;
-		if (!data && !(data = malloc(dead->stream->schema.data_size + 8)))
+		if (!data &&
+		    !(data = malloc(dead->stream->schema.data_size + 8)))
 			return false;
 		while (g->orphan_pos <= tail) {
 			const uint8_t *slot;
@@ -217,13 +219,15 @@ bool group_drain_orphans(struct broker *b, struct consumer_group *g)
 
 			if (g->orphan_pos < tail) {
 				slot = ring_slot(&dead->ring, g->orphan_pos);
-				count = ((const struct expbus_batch *)slot)->count;
+				count =
+				    ((const struct expbus_batch *)slot)->count;
 			} else {
 				slot = dead->open;
 				count = dead->open ? dead->open_count : 0;
 			}
 			while (g->orphan_index < count) {
-				if (!reroute(b, g, dead, slot, g->orphan_index, data)) {
+				if (!reroute(b, g, dead, slot, g->orphan_index,
+					     data)) {
 					free(data);
 					return false;
 				}

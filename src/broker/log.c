@@ -28,9 +28,9 @@ void log_msg(const struct log *l, enum log_level level, const char *fmt, ...)
 	if ((int)level > l->level)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	n = snprintf(line, sizeof(line), "expbusd[%d] %lld.%03ld %s: ",
-		     (int)getpid(), (long long)ts.tv_sec, ts.tv_nsec / 1000000,
-		     names[level]);
+	n = snprintf(line, sizeof(line),
+		     "expbusd[%d] %lld.%03ld %s: ", (int)getpid(),
+		     (long long)ts.tv_sec, ts.tv_nsec / 1000000, names[level]);
 	va_start(ap, fmt);
 	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);

@@ -12,11 +12,11 @@ struct log {
 int log_parse_level(const char *s);
 
 void log_msg(const struct log *l, enum log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define log_error(b, ...) log_msg(&(b)->log, LOG_ERROR, __VA_ARGS__)
-#define log_warn(b, ...) log_msg(&(b)->log, LOG_WARN, __VA_ARGS__)
-#define log_info(b, ...) log_msg(&(b)->log, LOG_INFO, __VA_ARGS__)
+#define log_warn(b, ...)  log_msg(&(b)->log, LOG_WARN, __VA_ARGS__)
+#define log_info(b, ...)  log_msg(&(b)->log, LOG_INFO, __VA_ARGS__)
 #define log_debug(b, ...)                                                      \
 	do {                                                                   \
 		if ((b)->log.level >= LOG_DEBUG)                               \

@@ -20,12 +20,18 @@
 #include "broker.h"
 #include "shm.h"
 
-enum op_tag { OP_POLL = 0, OP_ACCEPT = 1, OP_WAKE = 2, OP_SIGNAL = 3, OP_OTHER = 4 };
-#define TAG_MASK 7u
-#define IDLE_SPINS 32
+enum op_tag {
+	OP_POLL = 0,
+	OP_ACCEPT = 1,
+	OP_WAKE = 2,
+	OP_SIGNAL = 3,
+	OP_OTHER = 4
+};
+#define TAG_MASK	    7u
+#define IDLE_SPINS	    32
 #define NEW_CONN_TIMEOUT_NS (10ull * 1000000000u)
-#define MAX_SLEEP_NS (200ull * 1000000u)
-#define DRAIN_NS (2ull * 1000000000u)
+#define MAX_SLEEP_NS	    (200ull * 1000000u)
+#define DRAIN_NS	    (2ull * 1000000000u)
 
 uint64_t broker_now(void)
 {
@@ -111,7 +117,8 @@ void conn_close(struct broker *b, struct conn *c)
 		 * by conns_sweep once the poll's completion is back. */
 		struct io_uring_sqe *sqe = get_sqe(b);
 		if (sqe) {
-			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c | OP_POLL);
+			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c |
+							   OP_POLL);
 			io_uring_sqe_set_data64(sqe, OP_OTHER);
 		}
 	}
@@ -174,7 +181,9 @@ static void handle_cqes(struct broker *b)
 		io_uring_cqe_seen(&b->uring, cqe);
 		switch (data & TAG_MASK) {
 		case OP_POLL:
-			on_poll(b, (struct conn *)(uintptr_t)(data & ~(uint64_t)TAG_MASK),
+			on_poll(b,
+				(struct conn *)(uintptr_t)(data &
+							   ~(uint64_t)TAG_MASK),
 				res);
 			break;
 		case OP_ACCEPT:
@@ -200,8 +209,8 @@ static void handle_cqes(struct broker *b)
 }
 
 /* Calls fn on every live subscription. */
-static void each_sub(struct broker *b, void (*fn)(struct subscription *, void *),
-		     void *arg)
+static void each_sub(struct broker *b,
+		     void (*fn)(struct subscription *, void *), void *arg)
 {
 	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
 		struct stream *s = b->streams[i];
@@ -302,7 +311,8 @@ static void sleep_until(struct broker *b, uint64_t deadline)
 	ts.tv_nsec = (long long)(wait % 1000000000u);
 	if (prepare_sleep(b)) {
 		stat_add(&b->stats->sleeps, 1);
-		(void)io_uring_submit_and_wait_timeout(&b->uring, &cqe, 1, &ts, NULL);
+		(void)io_uring_submit_and_wait_timeout(&b->uring, &cqe, 1, &ts,
+						       NULL);
 		b->uring_dirty = false;
 	}
 	finish_sleep(b);
@@ -353,7 +363,8 @@ int broker_run(struct broker *b)
 			idle = 0;
 			/* While busy, enter the kernel now and then so that
 			 * completions (new peers, hang-ups) keep flowing. */
-			if (b->uring_dirty || b->now_ns - last_submit > 1000000u) {
+			if (b->uring_dirty ||
+			    b->now_ns - last_submit > 1000000u) {
 				(void)io_uring_submit(&b->uring);
 				b->uring_dirty = false;
 				last_submit = b->now_ns;
@@ -396,7 +407,8 @@ static int socket_in_use(const char *path)
 	    proto_send(fd, &req, sizeof(req), NULL, 0) == 0) {
 		pfd.fd = fd;
 		pfd.events = POLLIN;
-		r = poll(&pfd, 1, 1000) > 0 && !(pfd.revents & (POLLHUP | POLLERR));
+		r = poll(&pfd, 1, 1000) > 0 &&
+		    !(pfd.revents & (POLLHUP | POLLERR));
 	}
 	(void)close(fd);
 	return r;
@@ -425,8 +437,10 @@ static int listen_socket(struct broker *b)
 		return -errno;
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int err = -errno;
-		log_error(b, "cannot bind %s: %s (does its directory exist and "
-			     "is it writable?)", path, strerror(errno));
+		log_error(b,
+			  "cannot bind %s: %s (does its directory exist and "
+			  "is it writable?)",
+			  path, strerror(errno));
 		(void)close(fd);
 		return err;
 	}
@@ -458,7 +472,8 @@ int broker_open(struct broker *b)
 	b->log.level = b->cfg.log_level;
 	err = segment_stats(b);
 	if (err < 0) {
-		log_error(b, "cannot create the stats segment: %s", strerror(-err));
+		log_error(b, "cannot create the stats segment: %s",
+			  strerror(-err));
 		return err;
 	}
 	b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -474,8 +489,9 @@ int broker_open(struct broker *b)
 	}
 	err = io_uring_queue_init(256, &b->uring, 0);
 	if (err < 0) {
-		log_error(b, "io_uring_queue_init: %s (is io_uring disabled by "
-			     "sysctl kernel.io_uring_disabled?)",
+		log_error(b,
+			  "io_uring_queue_init: %s (is io_uring disabled by "
+			  "sysctl kernel.io_uring_disabled?)",
 			  strerror(-err));
 		return err;
 	}

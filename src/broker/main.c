@@ -11,31 +11,31 @@
 #include "broker.h"
 
 static const char usage[] =
-	"Usage: expbusd [OPTION]...\n"
-	"The expbus broker: merges the shared-memory rings of game processes\n"
-	"into columnar batches for trainers on this host.\n"
-	"\n"
-	"  -s, --socket PATH      control socket (default: $XDG_RUNTIME_DIR/expbus.sock,\n"
-	"                         else /run/expbus/expbus.sock); mode 0600, so only\n"
-	"                         this user may attach\n"
-	"  -g, --group NAME       also let members of group NAME attach (mode 0660)\n"
-	"      --ring-bytes N     default size of a producer ring (default 1M);\n"
-	"                         a producer may ask for its own size\n"
-	"      --max-segment N    largest ring or batch ring a peer may ask for\n"
-	"                         (default 1G)\n"
-	"      --batch N          default records per batch (default 32)\n"
-	"      --delay-ms N       default maximum delay of a partial batch\n"
-	"                         (default 100)\n"
-	"  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
-	"                         to stderr\n"
-	"  -h, --help             show this help\n"
-	"  -V, --version          show the version\n"
-	"\n"
-	"Sizes take a K, M or G suffix (powers of 1024).\n"
-	"SIGTERM or SIGINT: stop accepting, deliver what producers committed,\n"
-	"flush partial batches and exit 0.\n"
-	"Exit status: 0 after a clean stop, 1 when start-up failed, 2 on bad\n"
-	"usage.\n";
+    "Usage: expbusd [OPTION]...\n"
+    "The expbus broker: merges the shared-memory rings of game processes\n"
+    "into columnar batches for trainers on this host.\n"
+    "\n"
+    "  -s, --socket PATH      control socket (default: $XDG_RUNTIME_DIR/expbus.sock,\n"
+    "                         else /run/expbus/expbus.sock); mode 0600, so only\n"
+    "                         this user may attach\n"
+    "  -g, --group NAME       also let members of group NAME attach (mode 0660)\n"
+    "      --ring-bytes N     default size of a producer ring (default 1M);\n"
+    "                         a producer may ask for its own size\n"
+    "      --max-segment N    largest ring or batch ring a peer may ask for\n"
+    "                         (default 1G)\n"
+    "      --batch N          default records per batch (default 32)\n"
+    "      --delay-ms N       default maximum delay of a partial batch\n"
+    "                         (default 100)\n"
+    "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
+    "                         to stderr\n"
+    "  -h, --help             show this help\n"
+    "  -V, --version          show the version\n"
+    "\n"
+    "Sizes take a K, M or G suffix (powers of 1024).\n"
+    "SIGTERM or SIGINT: stop accepting, deliver what producers committed,\n"
+    "flush partial batches and exit 0.\n"
+    "Exit status: 0 after a clean stop, 1 when start-up failed, 2 on bad\n"
+    "usage.\n";
 
 static int parse_size(const char *s, uint64_t *out)
 {
@@ -47,10 +47,23 @@ static int parse_size(const char *s, uint64_t *out)
 	if (errno || end == s || s[0] == '-')
 		return -EINVAL;
 	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
+	case 'k':
+	case 'K':
+		v <<= 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		v <<= 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		v <<= 30;
+		end++;
+		break;
+	default:
+		break;
 	}
 	if (*end || v == 0)
 		return -EINVAL;
@@ -60,8 +73,9 @@ static int parse_size(const char *s, uint64_t *out)
 
 static int bad(const char *opt, const char *val)
 {
-	fprintf(stderr, "expbusd: invalid value '%s' for %s\n"
-			"Try 'expbusd --help' for more information.\n",
+	fprintf(stderr,
+		"expbusd: invalid value '%s' for %s\n"
+		"Try 'expbusd --help' for more information.\n",
 		val, opt);
 	return 2;
 }
@@ -69,16 +83,16 @@ static int bad(const char *opt, const char *val)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"group", required_argument, NULL, 'g'},
-		{"ring-bytes", required_argument, NULL, 'r'},
-		{"max-segment", required_argument, NULL, 'm'},
-		{"batch", required_argument, NULL, 'b'},
-		{"delay-ms", required_argument, NULL, 'd'},
-		{"log-level", required_argument, NULL, 'l'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"group", required_argument, NULL, 'g'},
+	    {"ring-bytes", required_argument, NULL, 'r'},
+	    {"max-segment", required_argument, NULL, 'm'},
+	    {"batch", required_argument, NULL, 'b'},
+	    {"delay-ms", required_argument, NULL, 'd'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
 	};
 	static struct broker broker;
 	struct broker *b = &broker;
@@ -99,7 +113,9 @@ int main(int argc, char **argv)
 		case 'g': {
 			struct group *gr = getgrnam(optarg);
 			if (!gr) {
-				fprintf(stderr, "expbusd: no group named '%s'\n", optarg);
+				fprintf(stderr,
+					"expbusd: no group named '%s'\n",
+					optarg);
 				return 2;
 			}
 			b->cfg.has_gid = true;
@@ -137,20 +153,24 @@ int main(int argc, char **argv)
 			       EXPBUS_VERSION_MINOR);
 			return 0;
 		default:
-			fputs("Try 'expbusd --help' for more information.\n", stderr);
+			fputs("Try 'expbusd --help' for more information.\n",
+			      stderr);
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "expbusd: unexpected argument '%s'\n"
-				"Try 'expbusd --help' for more information.\n",
+		fprintf(stderr,
+			"expbusd: unexpected argument '%s'\n"
+			"Try 'expbusd --help' for more information.\n",
 			argv[optind]);
 		return 2;
 	}
 	if (!b->cfg.socket_path) {
-		if (!expbus_default_socket(default_path, sizeof(default_path))) {
-			fprintf(stderr, "expbusd: $XDG_RUNTIME_DIR is too long for "
-					"a socket path; use --socket\n");
+		if (!expbus_default_socket(default_path,
+					   sizeof(default_path))) {
+			fprintf(stderr,
+				"expbusd: $XDG_RUNTIME_DIR is too long for "
+				"a socket path; use --socket\n");
 			return 2;
 		}
 		b->cfg.socket_path = default_path;

@@ -39,13 +39,13 @@ bool filter_match(const struct filter *f, const struct expbus_record_header *h)
 
 static int release_violation(struct broker *b, struct subscription *sub)
 {
-		log_warn(b,
-			 "subscription %u (pid %d): release counter %llu is beyond "
-			 "the %llu batches it was given; disconnecting it",
-			 sub->id, sub->conn ? (int)sub->conn->pid : 0,
-			 (unsigned long long)atomic_load_explicit(
-				 &sub->rel->cons.pos, memory_order_relaxed),
-			 (unsigned long long)sub->ring.pos);
+	log_warn(b,
+		 "subscription %u (pid %d): release counter %llu is beyond "
+		 "the %llu batches it was given; disconnecting it",
+		 sub->id, sub->conn ? (int)sub->conn->pid : 0,
+		 (unsigned long long)atomic_load_explicit(&sub->rel->cons.pos,
+							  memory_order_relaxed),
+		 (unsigned long long)sub->ring.pos);
 	sub->dead = true;
 	return -EPROTO;
 }
@@ -118,20 +118,22 @@ void merge_publish(struct broker *b, struct subscription *sub,
 	batch->count = sub->open_count;
 	batch->flush_reason = why;
 	batch->checksum = (sub->flags & EXPBUS_SUBSCRIBE_CHECKSUM)
-				  ? checksum(sub, sub->open, sub->open_count)
-				  : 0;
+			      ? checksum(sub, sub->open, sub->open_count)
+			      : 0;
 	batch->dropped_total = sub->dropped_total;
 	batch->publish_ns = b->now_ns;
 	note_release(sub); /* before this slot's note is overwritten */
 	if (sub->notes) {
 		sub->notes[sub->ring.pos & sub->ring.mask].since_ns =
-			sub->open_since_ns;
-		sub->notes[sub->ring.pos & sub->ring.mask].count = sub->open_count;
+		    sub->open_since_ns;
+		sub->notes[sub->ring.pos & sub->ring.mask].count =
+		    sub->open_count;
 	}
 	sub->open = NULL;
 	if (ring_producer_commit(&sub->ring, 1)) {
 		uint64_t one = 1;
-		/* EAGAIN means the counter is saturated: a wakeup is pending. */
+		/* EAGAIN means the counter is saturated: a wakeup is pending.
+		 */
 		(void)!write(sub->event_fd, &one, sizeof(one));
 	}
 	for (uint32_t c = 0; c < sub->ncolumns; c++)
@@ -223,7 +225,8 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 		room[i] = merge_has_room(b, to[i]);
 		if (!room[i]) {
 			if (to[i]->dead)
-				return false; /* gone: routed afresh next pass */
+				return false; /* gone: routed afresh next pass
+					       */
 			if (to[i]->policy == EXPBUS_LOSSLESS) {
 				to[i]->blocked = true;
 				return false;
@@ -268,7 +271,8 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 	p->stalled = false;
 	while (taken < (uint32_t)avail) {
 		uint64_t seq = p->ring.pos + taken;
-		const struct expbus_record_header *rec = ring_slot(&p->ring, seq);
+		const struct expbus_record_header *rec =
+		    ring_slot(&p->ring, seq);
 		struct expbus_record_header hdr;
 
 		/* One read of the header into our memory: the producer may
@@ -331,7 +335,8 @@ static uint32_t pump_stream(struct broker *b, struct stream *s)
 
 	s->stalled = false;
 	if (s->hold_until_ns) {
-		if ((!s->n_subs && !s->n_groups) && b->now_ns < s->hold_until_ns) {
+		if ((!s->n_subs && !s->n_groups) &&
+		    b->now_ns < s->hold_until_ns) {
 			s->stalled = true; /* the loop wakes within 200 ms */
 			return 0;
 		}
@@ -373,7 +378,8 @@ static uint64_t flush_one(struct broker *b, struct subscription *sub,
 		return next;
 	due = sub->open_since_ns + sub->max_delay_ns;
 	if (all || now >= due) {
-		merge_publish(b, sub, all ? EXPBUS_FLUSH_DRAIN : EXPBUS_FLUSH_TIMEOUT);
+		merge_publish(b, sub,
+			      all ? EXPBUS_FLUSH_DRAIN : EXPBUS_FLUSH_TIMEOUT);
 		return next;
 	}
 	return due < next ? due : next;
@@ -391,8 +397,8 @@ uint64_t merge_flush_due(struct broker *b, uint64_t now, bool all)
 			next = flush_one(b, s->subs[j], now, all, next);
 		for (uint32_t g = 0; g < s->n_groups; g++)
 			for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
-				next = flush_one(b, s->groups[g]->members[j], now,
-						 all, next);
+				next = flush_one(b, s->groups[g]->members[j],
+						 now, all, next);
 	}
 	return next;
 }

@@ -14,12 +14,12 @@
 #include "shm.h"
 
 #define DEFAULT_BATCH_SLOTS 8
-#define MAX_BATCH_SIZE 65536
-#define MAX_BATCH_SLOTS 1024
-#define MAX_DELAY_US 60000000u
-#define MIN_RING_SLOTS 16
-#define MAX_RING_SLOTS (1u << 24)
-#define RESUME_GRACE_NS (2ull * 1000000000u)
+#define MAX_BATCH_SIZE	    65536
+#define MAX_BATCH_SLOTS	    1024
+#define MAX_DELAY_US	    60000000u
+#define MIN_RING_SLOTS	    16
+#define MAX_RING_SLOTS	    (1u << 24)
+#define RESUME_GRACE_NS	    (2ull * 1000000000u)
 
 static struct stats_producer *stats_producer_slot(struct broker *b)
 {
@@ -39,7 +39,8 @@ static struct stats_sub *stats_sub_slot(struct broker *b)
 
 static uint32_t default_ring_slots(struct broker *b, const struct schema *s)
 {
-	uint64_t slot = align_up(sizeof(struct expbus_record_header) + s->data_size, 8);
+	uint64_t slot =
+	    align_up(sizeof(struct expbus_record_header) + s->data_size, 8);
 	uint64_t n = b->cfg.ring_bytes / slot, p = MIN_RING_SLOTS;
 
 	while (p * 2 <= n && p * 2 <= 65536)
@@ -54,8 +55,8 @@ static uint32_t default_ring_slots(struct broker *b, const struct schema *s)
 static int adopt_ring(struct broker *b, struct stream *s, int fd,
 		      struct producer *p, char *err, size_t errlen)
 {
-	uint64_t slot = align_up(sizeof(struct expbus_record_header) +
-					 s->schema.data_size, 8);
+	uint64_t slot = align_up(
+	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
 	struct producer_ring *seg;
 	uint64_t head, tail;
 	size_t size;
@@ -65,8 +66,9 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 	e = shm_check(fd, PRODUCER_RING_DATA_OFFSET, b->cfg.max_segment,
 		      SHM_SEALS_SHARED, &size);
 	if (e < 0) {
-		snprintf(err, errlen, "the ring to resume is not a sealed memfd "
-				      "of at most %llu bytes",
+		snprintf(err, errlen,
+			 "the ring to resume is not a sealed memfd "
+			 "of at most %llu bytes",
 			 (unsigned long long)b->cfg.max_segment);
 		return e;
 	}
@@ -90,18 +92,21 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 	    PRODUCER_RING_DATA_OFFSET + (uint64_t)seg->capacity * slot > size ||
 	    tail - head > seg->capacity) {
 		shm_unmap(addr, size);
-		snprintf(err, errlen, "the ring to resume does not match its "
-				      "stream's schema or layout, or its counters "
-				      "are impossible");
+		snprintf(err, errlen,
+			 "the ring to resume does not match its "
+			 "stream's schema or layout, or its counters "
+			 "are impossible");
 		return -EINVAL;
 	}
 	seg->producer_id = p->id;
 	p->seg = seg;
 	p->seg_size = size;
 	ring_init_consumer(&p->ring, &seg->prod, &seg->cons,
-			   (uint8_t *)seg + seg->data_offset, slot, seg->capacity);
-	log_info(b, "producer %u resumes a ring with %llu records not yet taken "
-		    "(from %llu)",
+			   (uint8_t *)seg + seg->data_offset, slot,
+			   seg->capacity);
+	log_info(b,
+		 "producer %u resumes a ring with %llu records not yet taken "
+		 "(from %llu)",
 		 p->id, (unsigned long long)(tail - head),
 		 (unsigned long long)head);
 	return 0;
@@ -122,8 +127,10 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 
 	if (len < sizeof(*m) || m->schema_len != len - sizeof(*m) ||
 	    m->schema_len >= SCHEMA_TEXT_MAX) {
-		peer_violation(b, c, "attach request of %zu bytes does not match "
-				     "its schema length", len);
+		peer_violation(b, c,
+			       "attach request of %zu bytes does not match "
+			       "its schema length",
+			       len);
 		return;
 	}
 	if ((m->flags & ~ATTACH_RESUME) ||
@@ -133,9 +140,10 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		return;
 	}
 	if (proto_check_name(m->stream, 0) < 0) {
-		proto_send_error(c->fd, EINVAL,
-				 "stream name must be 1-63 characters of letters, "
-				 "digits, '_', '.' and '-'");
+		proto_send_error(
+		    c->fd, EINVAL,
+		    "stream name must be 1-63 characters of letters, "
+		    "digits, '_', '.' and '-'");
 		return;
 	}
 	memcpy(text, m + 1, m->schema_len);
@@ -159,10 +167,11 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	}
 	cap = m->ring_slots ? m->ring_slots : default_ring_slots(b, schema);
 	if (resume_fd < 0 && (cap < MIN_RING_SLOTS || cap > MAX_RING_SLOTS ||
-				  (cap & (cap - 1)))) {
-		proto_send_error(c->fd, EINVAL,
-				 "ring_slots %u must be a power of two from %u to %u",
-				 cap, MIN_RING_SLOTS, MAX_RING_SLOTS);
+			      (cap & (cap - 1)))) {
+		proto_send_error(
+		    c->fd, EINVAL,
+		    "ring_slots %u must be a power of two from %u to %u", cap,
+		    MIN_RING_SLOTS, MAX_RING_SLOTS);
 		goto out;
 	}
 	st = stats_producer_slot(b);
@@ -201,13 +210,14 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		cap = p->seg->capacity;
 		e = fds[0] < 0 ? -errno : 0;
 	} else {
-		e = p->space_fd < 0 ? -errno
-				    : segment_producer_ring(b, s, cap, p, &fds[0]);
+		e = p->space_fd < 0
+			? -errno
+			: segment_producer_ring(b, s, cap, p, &fds[0]);
 	}
 	if (e < 0) {
 		proto_send_error(c->fd, -e,
-				 "cannot create a ring of %u records: %s%s", cap,
-				 strerror(-e),
+				 "cannot create a ring of %u records: %s%s",
+				 cap, strerror(-e),
 				 e == -EFBIG ? " (larger than --max-segment; "
 					       "use fewer ring_slots)"
 					     : "");
@@ -241,13 +251,16 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	c->kind = CONN_PRODUCER;
 	c->producer = p;
 	if (e < 0) {
-		log_info(b, "producer %u: reply failed: %s", p->id, strerror(-e));
+		log_info(b, "producer %u: reply failed: %s", p->id,
+			 strerror(-e));
 		peer_hangup(b, c);
 	} else {
-		log_info(b, "producer %u attached to '%s' (pid %d uid %d, %u slots "
-			    "of %u bytes)",
-			 p->id, s->name, (int)c->pid, (int)c->uid, cap,
-			 p->seg->slot_size);
+		log_info(
+		    b,
+		    "producer %u attached to '%s' (pid %d uid %d, %u slots "
+		    "of %u bytes)",
+		    p->id, s->name, (int)c->pid, (int)c->uid, cap,
+		    p->seg->slot_size);
 	}
 	free(schema);
 	return;
@@ -324,8 +337,9 @@ static const char *subscribe_check(const struct msg_subscribe *m, size_t len)
 		return "batch_size must be at most 65536";
 	if (m->max_delay_us > MAX_DELAY_US)
 		return "max_delay_us must be at most 60 s";
-	if (m->batch_slots && (m->batch_slots < 2 || m->batch_slots > MAX_BATCH_SLOTS ||
-			       (m->batch_slots & (m->batch_slots - 1))))
+	if (m->batch_slots &&
+	    (m->batch_slots < 2 || m->batch_slots > MAX_BATCH_SLOTS ||
+	     (m->batch_slots & (m->batch_slots - 1))))
 		return "batch_slots must be a power of two from 2 to 1024";
 	if (m->policy > EXPBUS_LOSSY)
 		return "policy must be 0 (lossless) or 1 (lossy)";
@@ -353,8 +367,10 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	size_t tl;
 
 	if (why && !why[0]) {
-		peer_violation(b, c, "subscribe request of %zu bytes does not match "
-				     "its filter lengths", len);
+		peer_violation(b, c,
+			       "subscribe request of %zu bytes does not match "
+			       "its filter lengths",
+			       len);
 		return;
 	}
 	if (why) {
@@ -363,10 +379,11 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	}
 	s = stream_find(b, m->stream);
 	if (!s) {
-		proto_send_error(c->fd, ENOENT,
-				 "no stream '%s' yet: a stream exists once a producer "
-				 "attaches to it",
-				 m->stream);
+		proto_send_error(
+		    c->fd, ENOENT,
+		    "no stream '%s' yet: a stream exists once a producer "
+		    "attaches to it",
+		    m->stream);
 		return;
 	}
 	st = stats_sub_slot(b);
@@ -385,8 +402,9 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	sub->stream = s;
 	sub->event_fd = -1;
 	sub->batch_size = m->batch_size ? m->batch_size : b->cfg.default_batch;
-	sub->max_delay_ns = 1000ull * (m->max_delay_us ? m->max_delay_us
-						       : b->cfg.default_delay_us);
+	sub->max_delay_ns =
+	    1000ull *
+	    (m->max_delay_us ? m->max_delay_us : b->cfg.default_delay_us);
 	sub->policy = (enum expbus_policy)m->policy;
 	sub->flags = m->flags;
 	sub->filter.min_turn = m->min_turn;
@@ -459,13 +477,14 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 		peer_hangup(b, c);
 		return;
 	}
-	log_info(b,
-		 "subscription %u to '%s' (pid %d uid %d): batch %u, delay %u us, "
-		 "%s%s%s, %u games, %u players, turn >= %u",
-		 sub->id, s->name, (int)c->pid, (int)c->uid, sub->batch_size,
-		 st->max_delay_us, sub->policy ? "lossy" : "lossless",
-		 m->group[0] ? ", group " : "", m->group, m->n_games,
-		 m->n_players, m->min_turn);
+	log_info(
+	    b,
+	    "subscription %u to '%s' (pid %d uid %d): batch %u, delay %u us, "
+	    "%s%s%s, %u games, %u players, turn >= %u",
+	    sub->id, s->name, (int)c->pid, (int)c->uid, sub->batch_size,
+	    st->max_delay_us, sub->policy ? "lossy" : "lossless",
+	    m->group[0] ? ", group " : "", m->group, m->n_games, m->n_players,
+	    m->min_turn);
 	return;
 fail:
 	if (fds[0] >= 0)
@@ -512,8 +531,10 @@ void peer_message(struct broker *b, struct conn *c)
 		goto out;
 	}
 	if (n == -EMSGSIZE) {
-		peer_violation(b, c, "message larger than %u bytes or with too "
-				     "many fds", PROTO_MAX_MSG);
+		peer_violation(b, c,
+			       "message larger than %u bytes or with too "
+			       "many fds",
+			       PROTO_MAX_MSG);
 		goto out;
 	}
 	if (n < 0) {
@@ -526,32 +547,37 @@ void peer_message(struct broker *b, struct conn *c)
 	/* Only a resuming producer sends an fd: exactly one, with ATTACH. */
 	if (nfds && !(type == MSG_ATTACH && nfds == 1 && c->kind == CONN_NEW)) {
 		proto_close_fds(fds, nfds);
-		peer_violation(b, c, "sent %d unexpected file descriptor(s)", nfds);
+		peer_violation(b, c, "sent %d unexpected file descriptor(s)",
+			       nfds);
 		goto out;
 	}
 	if (type < 0) {
 		proto_close_fds(fds, nfds);
-		proto_send_error(c->fd, type == -EPROTONOSUPPORT ? EPROTONOSUPPORT
-								 : EBADMSG,
-				 "%s", why);
+		proto_send_error(
+		    c->fd, type == -EPROTONOSUPPORT ? EPROTONOSUPPORT : EBADMSG,
+		    "%s", why);
 		peer_violation(b, c, "%s", why);
 		goto out;
 	}
 	if (c->kind != CONN_NEW) {
-		peer_violation(b, c, "message type %d after the connection "
-				     "already has a role", type);
+		peer_violation(b, c,
+			       "message type %d after the connection "
+			       "already has a role",
+			       type);
 		goto out;
 	}
 	switch (type) {
 	case MSG_ATTACH:
 		if (b->stopping)
-			proto_send_error(c->fd, ESHUTDOWN, "the broker is stopping");
+			proto_send_error(c->fd, ESHUTDOWN,
+					 "the broker is stopping");
 		else
 			handle_attach(b, c, buf, (size_t)n, nfds ? fds[0] : -1);
 		break;
 	case MSG_SUBSCRIBE:
 		if (b->stopping)
-			proto_send_error(c->fd, ESHUTDOWN, "the broker is stopping");
+			proto_send_error(c->fd, ESHUTDOWN,
+					 "the broker is stopping");
 		else
 			handle_subscribe(b, c, buf, (size_t)n);
 		break;
@@ -562,7 +588,8 @@ void peer_message(struct broker *b, struct conn *c)
 			handle_stats(b, c);
 		break;
 	default:
-		proto_send_error(c->fd, EBADMSG, "unknown message type %d", type);
+		proto_send_error(c->fd, EBADMSG, "unknown message type %d",
+				 type);
 		peer_violation(b, c, "unknown message type %d", type);
 	}
 out:
@@ -602,8 +629,9 @@ void peer_hangup(struct broker *b, struct conn *c)
 {
 	if (c->producer) {
 		struct producer *p = c->producer;
-		log_info(b, "producer %u (pid %d) hung up; delivering what it "
-			    "committed",
+		log_info(b,
+			 "producer %u (pid %d) hung up; delivering what it "
+			 "committed",
 			 p->id, (int)c->pid);
 		p->conn = NULL;
 		p->dead = true;
@@ -615,7 +643,8 @@ void peer_hangup(struct broker *b, struct conn *c)
 		struct subscription *sub = c->sub;
 		log_info(b, "subscription %u (pid %d) hung up%s", sub->id,
 			 (int)c->pid,
-			 sub->group ? "; its group's records go to the others" : "");
+			 sub->group ? "; its group's records go to the others"
+				    : "");
 		c->sub = NULL;
 		subscription_gone(b, sub);
 	}
@@ -630,8 +659,8 @@ void peer_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
-	log_warn(b, "disconnecting pid %d (uid %d): %s", (int)c->pid, (int)c->uid,
-		 why);
+	log_warn(b, "disconnecting pid %d (uid %d): %s", (int)c->pid,
+		 (int)c->uid, why);
 	stat_add(&b->stats->violations, 1);
 	if (c->producer) {
 		c->producer->broken = true;
@@ -650,7 +679,8 @@ void peers_reap(struct broker *b)
 		for (uint32_t j = 0; j < s->n_producers;) {
 			struct producer *p = s->producers[j];
 			if (p->broken ||
-			    (p->dead && ring_consumer_ready(&p->ring, 0, 1) == 0)) {
+			    (p->dead &&
+			     ring_consumer_ready(&p->ring, 0, 1) == 0)) {
 				producer_free(b, p);
 				continue;
 			}
@@ -667,10 +697,12 @@ void peers_reap(struct broker *b)
 		}
 		for (uint32_t g = 0; g < s->n_groups; g++) {
 			for (uint32_t j = 0; j < s->groups[g]->n_members;) {
-				struct subscription *sub = s->groups[g]->members[j];
+				struct subscription *sub =
+				    s->groups[g]->members[j];
 				if (sub->dead && sub->conn) {
-					peer_violation(b, sub->conn,
-						       "broke the batch ring protocol");
+					peer_violation(
+					    b, sub->conn,
+					    "broke the batch ring protocol");
 					/* the group may be gone now */
 					goto next_stream;
 				}

@@ -35,13 +35,13 @@ static int segment_new(const char *name, size_t size, void **addr)
 	return fd;
 }
 
-int segment_producer_ring(struct broker *b, struct stream *s,
-			  uint32_t capacity, struct producer *p, int *ring_fd)
+int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,
+			  struct producer *p, int *ring_fd)
 {
-	uint64_t slot = align_up(sizeof(struct expbus_record_header) +
-					 s->schema.data_size,
-				 8);
-	uint64_t size = align_up(PRODUCER_RING_DATA_OFFSET + capacity * slot, 4096);
+	uint64_t slot = align_up(
+	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
+	uint64_t size =
+	    align_up(PRODUCER_RING_DATA_OFFSET + capacity * slot, 4096);
 	struct producer_ring *seg;
 	void *addr;
 	int fd, err;
@@ -52,7 +52,8 @@ int segment_producer_ring(struct broker *b, struct stream *s,
 	if (fd < 0)
 		return fd;
 	seg = addr;
-	seg_init(&seg->seg, MAGIC_PRODUCER_RING, PRODUCER_RING_DATA_OFFSET, size);
+	seg_init(&seg->seg, MAGIC_PRODUCER_RING, PRODUCER_RING_DATA_OFFSET,
+		 size);
 	seg->capacity = capacity;
 	seg->slot_size = (uint32_t)slot;
 	seg->data_size = s->schema.data_size;
@@ -74,7 +75,8 @@ int segment_producer_ring(struct broker *b, struct stream *s,
 }
 
 static void column(struct column_desc *d, const char *name,
-		   enum expbus_dtype dtype, uint32_t ndim, const uint32_t *shape)
+		   enum expbus_dtype dtype, uint32_t ndim,
+		   const uint32_t *shape)
 {
 	size_t n = expbus_dtype_size(dtype);
 
@@ -95,10 +97,10 @@ static uint32_t columns(const struct schema *s, struct column_desc *cols)
 		const char *name;
 		enum expbus_dtype dtype;
 	} header[HEADER_COLUMNS] = {
-		{"seq", EXPBUS_DTYPE_U64},    {"timestamp", EXPBUS_DTYPE_U64},
-		{"source", EXPBUS_DTYPE_U32}, {"game", EXPBUS_DTYPE_U32},
-		{"player", EXPBUS_DTYPE_U32}, {"turn", EXPBUS_DTYPE_U32},
-		{"flags", EXPBUS_DTYPE_U32},
+	    {"seq", EXPBUS_DTYPE_U64},	  {"timestamp", EXPBUS_DTYPE_U64},
+	    {"source", EXPBUS_DTYPE_U32}, {"game", EXPBUS_DTYPE_U32},
+	    {"player", EXPBUS_DTYPE_U32}, {"turn", EXPBUS_DTYPE_U32},
+	    {"flags", EXPBUS_DTYPE_U32},
 	};
 	uint32_t n = 0;
 
@@ -132,8 +134,8 @@ static int release_page(struct subscription *sub, int *rel_fd)
 }
 
 int segment_batch_ring(struct broker *b, struct subscription *sub,
-		       uint32_t capacity, int *batch_fd, int *rel_fd,
-		       char *err, size_t errlen)
+		       uint32_t capacity, int *batch_fd, int *rel_fd, char *err,
+		       size_t errlen)
 {
 	struct column_desc cols[MAX_COLUMNS];
 	uint64_t slot = sizeof(struct expbus_batch), size, data_offset;
@@ -144,8 +146,8 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 
 	for (uint32_t i = 0; i < n; i++) {
 		cols[i].offset = slot;
-		slot = align_up(slot + (uint64_t)cols[i].elem_size * sub->batch_size,
-				64);
+		slot = align_up(
+		    slot + (uint64_t)cols[i].elem_size * sub->batch_size, 64);
 	}
 	data_offset = align_up(sizeof(struct batch_ring), 4096);
 	size = data_offset + capacity * slot;
@@ -161,7 +163,8 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 	}
 	fd = segment_new("expbus-batch-ring", size, &addr);
 	if (fd < 0) {
-		snprintf(err, errlen, "cannot allocate %llu bytes of shared memory: %s",
+		snprintf(err, errlen,
+			 "cannot allocate %llu bytes of shared memory: %s",
 			 (unsigned long long)size, strerror(-fd));
 		return fd;
 	}
@@ -189,7 +192,8 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 		e = release_page(sub, rel_fd);
 	if (e < 0) {
 		(void)close(fd);
-		snprintf(err, errlen, "cannot create the subscription's segments: %s",
+		snprintf(err, errlen,
+			 "cannot create the subscription's segments: %s",
 			 strerror(-e));
 		return e;
 	}
@@ -211,7 +215,8 @@ int segment_stats(struct broker *b)
 	b->stats = addr;
 	b->stats_size = size;
 	b->stats_fd = fd;
-	seg_init(&b->stats->seg, MAGIC_STATS, sizeof(struct stats_segment), size);
+	seg_init(&b->stats->seg, MAGIC_STATS, sizeof(struct stats_segment),
+		 size);
 	b->stats->max_streams = STATS_MAX_STREAMS;
 	b->stats->max_producers = STATS_MAX_PRODUCERS;
 	b->stats->max_subs = STATS_MAX_SUBS;

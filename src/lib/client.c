@@ -84,11 +84,11 @@ int client_connect(struct expbus *bus)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = -errno;
 		(void)close(fd);
-		return client_fail(bus, err,
-				   "cannot reach the broker at %s: %s (is expbusd "
-				   "running with --socket %s?)",
-				   bus->socket_path, strerror(-err),
-				   bus->socket_path);
+		return client_fail(
+		    bus, err,
+		    "cannot reach the broker at %s: %s (is expbusd "
+		    "running with --socket %s?)",
+		    bus->socket_path, strerror(-err), bus->socket_path);
 	}
 	return fd;
 }
@@ -104,8 +104,8 @@ uint64_t client_now_ns(void)
 int client_wait(int fd, int sock, int timeout_ms)
 {
 	struct pollfd pfd[2] = {
-		{.fd = fd, .events = POLLIN},
-		{.fd = sock, .events = POLLRDHUP},
+	    {.fd = fd, .events = POLLIN},
+	    {.fd = sock, .events = POLLRDHUP},
 	};
 	int n = poll(pfd, 2, timeout_ms);
 
@@ -118,8 +118,9 @@ int client_wait(int fd, int sock, int timeout_ms)
 
 uint64_t client_deadline(int timeout_ms)
 {
-	return timeout_ms > 0 ? client_now_ns() + (uint64_t)timeout_ms * 1000000u
-			      : 0;
+	return timeout_ms > 0
+		   ? client_now_ns() + (uint64_t)timeout_ms * 1000000u
+		   : 0;
 }
 
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
@@ -140,9 +141,10 @@ int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 	if (n == 0) {
 		n = client_wait(efd, sock, left);
 		if (n > 0) /* drain the eventfd; EAGAIN: someone else did */
-			n = read(efd, &junk, sizeof(junk)) < 0 && errno != EAGAIN
-				    ? -errno
-				    : 0;
+			n = read(efd, &junk, sizeof(junk)) < 0 &&
+				    errno != EAGAIN
+				? -errno
+				: 0;
 	}
 	if (producer)
 		ring_producer_sleep_done(r);
@@ -157,10 +159,11 @@ static ssize_t reply_error(struct expbus *bus, const void *buf, size_t len)
 	int error;
 
 	if (len < sizeof(*e) || e->text_len != len - sizeof(*e))
-		return client_fail(bus, -EPROTO, "malformed error reply from broker");
+		return client_fail(bus, -EPROTO,
+				   "malformed error reply from broker");
 	error = e->error > 0 && e->error < 4096 ? e->error : EPROTO;
-	return client_fail(bus, -error, "broker refused: %.*s", (int)e->text_len,
-			   (const char *)(e + 1));
+	return client_fail(bus, -error, "broker refused: %.*s",
+			   (int)e->text_len, (const char *)(e + 1));
 }
 
 ssize_t client_request(struct expbus *bus, int sock, const void *req,
@@ -179,7 +182,8 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
 	if (req) { /* else the caller sent it (with fds) */
 		err = proto_send(sock, req, len, NULL, 0);
 		if (err < 0)
-			return client_fail(bus, err, "sending to broker at %s: %s",
+			return client_fail(bus, err,
+					   "sending to broker at %s: %s",
 					   bus->socket_path, strerror(-err));
 	}
 	err = client_wait(sock, -1, CLIENT_REPLY_TIMEOUT_MS);
@@ -199,7 +203,8 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
 	type = proto_check(&buf, (size_t)n, why, sizeof(why));
 	if (type < 0) {
 		proto_close_fds(got, ngot);
-		return client_fail(bus, -EPROTO, "bad reply from broker: %s", why);
+		return client_fail(bus, -EPROTO, "bad reply from broker: %s",
+				   why);
 	}
 	if (type == MSG_ERROR) {
 		proto_close_fds(got, ngot);
@@ -207,9 +212,10 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
 	}
 	if (type != want || ngot != nfds || (size_t)n > cap) {
 		proto_close_fds(got, ngot);
-		return client_fail(bus, -EPROTO,
-				   "unexpected reply from broker (type %d, %d fds)",
-				   type, ngot);
+		return client_fail(
+		    bus, -EPROTO,
+		    "unexpected reply from broker (type %d, %d fds)", type,
+		    ngot);
 	}
 	memcpy(fds, got, sizeof(int) * (size_t)nfds);
 	memcpy(reply, &buf, (size_t)n);

@@ -18,15 +18,16 @@ struct expbus {
 
 /* Records a failure message on the context; returns err for chaining. */
 int client_fail(struct expbus *bus, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Connects a new SOCK_SEQPACKET socket to the broker. Returns the fd or a
  * negative errno with a message naming the socket. */
 int client_connect(struct expbus *bus);
 
-/* Sends req (unless NULL: already sent), waits for the reply of type want with exactly nfds fds into
- * reply (cap bytes). A MSG_ERROR reply becomes its negative errno with the
- * broker's text as the context's error. Returns the reply's length. */
+/* Sends req (unless NULL: already sent), waits for the reply of type want with
+ * exactly nfds fds into reply (cap bytes). A MSG_ERROR reply becomes its
+ * negative errno with the broker's text as the context's error. Returns the
+ * reply's length. */
 ssize_t client_request(struct expbus *bus, int sock, const void *req,
 		       size_t len, int want, void *reply, size_t cap, int *fds,
 		       int nfds);

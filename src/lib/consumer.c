@@ -28,7 +28,8 @@ struct expbus_consumer {
 static int bad_segment(struct expbus_consumer *c, const char *what)
 {
 	return client_fail(c->bus, -EPROTO,
-			   "the batch ring from the broker is invalid: %s", what);
+			   "the batch ring from the broker is invalid: %s",
+			   what);
 }
 
 static int check_columns(struct expbus_consumer *c)
@@ -41,10 +42,9 @@ static int check_columns(struct expbus_consumer *c)
 		const struct column_desc *d = &s->columns[i];
 		if (strnlen(d->name, NAME_MAX_LEN) == NAME_MAX_LEN ||
 		    !expbus_dtype_size(d->dtype) || d->ndim > EXPBUS_MAX_DIMS ||
-		    d->offset % 64 ||
-		    d->offset < sizeof(struct expbus_batch) ||
+		    d->offset % 64 || d->offset < sizeof(struct expbus_batch) ||
 		    d->offset + (uint64_t)d->elem_size * s->batch_size >
-			    s->slot_size)
+			s->slot_size)
 			return bad_segment(c, "column table");
 	}
 	return 0;
@@ -64,7 +64,8 @@ static int map_segments(struct expbus_consumer *c,
 		err = shm_check(rel_fd, RELEASE_PAGE_SIZE, RELEASE_PAGE_SIZE,
 				SHM_SEALS_SHARED, NULL);
 	if (err < 0)
-		return bad_segment(c, "not a sealed memfd of the announced size");
+		return bad_segment(c,
+				   "not a sealed memfd of the announced size");
 	err = shm_map(batch_fd, ok->segment_size, 0, &addr);
 	if (err < 0)
 		return client_fail(c->bus, err, "mapping the batch ring: %s",
@@ -76,11 +77,13 @@ static int map_segments(struct expbus_consumer *c,
 		return client_fail(c->bus, err, "mapping the release page: %s",
 				   strerror(-err));
 	c->rel = addr;
-	if (s->seg.magic != MAGIC_BATCH_RING || s->seg.version != LAYOUT_VERSION)
-		return client_fail(c->bus, -EPROTO,
-				   "batch ring layout version %u is not the %u this "
-				   "library reads",
-				   s->seg.version, LAYOUT_VERSION);
+	if (s->seg.magic != MAGIC_BATCH_RING ||
+	    s->seg.version != LAYOUT_VERSION)
+		return client_fail(
+		    c->bus, -EPROTO,
+		    "batch ring layout version %u is not the %u this "
+		    "library reads",
+		    s->seg.version, LAYOUT_VERSION);
 	if (c->rel->seg.magic != MAGIC_RELEASE_PAGE ||
 	    c->rel->seg.version != LAYOUT_VERSION)
 		return bad_segment(c, "release page header");
@@ -96,9 +99,9 @@ static int map_segments(struct expbus_consumer *c,
 		return err;
 	/* The ring's producer side is read-only to us: only the consumer
 	 * view's loads touch it; the sleeping flag we raise is in rel. */
-	ring_init_consumer(&c->ring, (struct ring_side *)&s->prod, &c->rel->cons,
-			   (uint8_t *)s + s->data_offset, s->slot_size,
-			   s->capacity);
+	ring_init_consumer(&c->ring, (struct ring_side *)&s->prod,
+			   &c->rel->cons, (uint8_t *)s + s->data_offset,
+			   s->slot_size, s->capacity);
 	return 0;
 }
 
@@ -134,13 +137,16 @@ int expbus_subscribe(struct expbus *bus, const char *stream,
 				   "stream name must be 1 to %d characters",
 				   NAME_MAX_LEN - 1);
 	if (opts->group && strlen(opts->group) >= NAME_MAX_LEN)
-		return client_fail(bus, -EINVAL,
-				   "group name must be shorter than %d characters",
-				   NAME_MAX_LEN);
-	if (opts->n_games > PROTO_MAX_FILTER || opts->n_players > PROTO_MAX_FILTER)
-		return client_fail(bus, -EINVAL,
-				   "a filter may list at most %d game or player ids",
-				   PROTO_MAX_FILTER);
+		return client_fail(
+		    bus, -EINVAL,
+		    "group name must be shorter than %d characters",
+		    NAME_MAX_LEN);
+	if (opts->n_games > PROTO_MAX_FILTER ||
+	    opts->n_players > PROTO_MAX_FILTER)
+		return client_fail(
+		    bus, -EINVAL,
+		    "a filter may list at most %d game or player ids",
+		    PROTO_MAX_FILTER);
 	memset(&req.m, 0, sizeof(req.m));
 	strcpy(req.m.stream, stream);
 	if (opts->group)
@@ -219,7 +225,8 @@ const char *expbus_consumer_schema(const struct expbus_consumer *c)
 uint64_t expbus_consumer_dropped(const struct expbus_consumer *c)
 {
 	/* Relaxed: a counter read on its own, for information only. */
-	uint64_t now = atomic_load_explicit(&c->seg->dropped, memory_order_relaxed);
+	uint64_t now =
+	    atomic_load_explicit(&c->seg->dropped, memory_order_relaxed);
 
 	return now > c->dropped ? now : c->dropped;
 }
@@ -285,7 +292,8 @@ int expbus_release(struct expbus_consumer *c, const struct expbus_batch *batch)
 	if ((const uint8_t *)batch < c->ring.slots)
 		return -EINVAL;
 	idx = (uint64_t)((const uint8_t *)batch - c->ring.slots);
-	if (idx % c->ring.slot_size || idx / c->ring.slot_size >= c->ring.capacity)
+	if (idx % c->ring.slot_size ||
+	    idx / c->ring.slot_size >= c->ring.capacity)
 		return -EINVAL;
 	idx /= c->ring.slot_size;
 	/* The held batches are ring.pos .. ring.pos + held - 1. */
@@ -293,12 +301,14 @@ int expbus_release(struct expbus_consumer *c, const struct expbus_batch *batch)
 		if ((pos & c->ring.mask) == idx)
 			break;
 	if (pos == c->ring.pos + c->held)
-		return client_fail(c->bus, -EINVAL,
-				   "that batch is not held (already released?)");
+		return client_fail(
+		    c->bus, -EINVAL,
+		    "that batch is not held (already released?)");
 	c->held -= pos - c->ring.pos + 1;
 	if (ring_consumer_release(&c->ring, pos - c->ring.pos + 1)) {
 		uint64_t one = 1;
-		/* Nothing to do on failure: the broker also wakes on a timer. */
+		/* Nothing to do on failure: the broker also wakes on a timer.
+		 */
 		(void)!write(c->wake_fd, &one, sizeof(one));
 	}
 	return 0;

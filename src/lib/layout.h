@@ -14,11 +14,11 @@
 #define LAYOUT_VERSION 1u
 
 #define MAGIC_PRODUCER_RING 0x52425845u /* "EXBR" */
-#define MAGIC_BATCH_RING 0x42425845u    /* "EXBB" */
-#define MAGIC_RELEASE_PAGE 0x4c425845u  /* "EXBL" */
-#define MAGIC_STATS 0x53425845u         /* "EXBS" */
+#define MAGIC_BATCH_RING    0x42425845u /* "EXBB" */
+#define MAGIC_RELEASE_PAGE  0x4c425845u /* "EXBL" */
+#define MAGIC_STATS	    0x53425845u /* "EXBS" */
 
-#define CACHE_LINE 64
+#define CACHE_LINE   64
 #define NAME_MAX_LEN 64 /* stream, group and field names, with the NUL */
 
 /* One side of a ring: the counter its owner advances and the flag its owner
@@ -37,7 +37,7 @@ struct seg_header {
 	uint32_t magic;
 	uint16_t version;
 	uint16_t header_size; /* bytes before the first data byte */
-	uint64_t size;        /* of the whole segment, as fallocated */
+	uint64_t size;	      /* of the whole segment, as fallocated */
 };
 _Static_assert(sizeof(struct seg_header) == 16, "seg_header");
 
@@ -74,16 +74,16 @@ struct column_desc {
 _Static_assert(sizeof(struct column_desc) == 120, "column_desc");
 
 #define HEADER_COLUMNS 7 /* seq timestamp source game player turn flags */
-#define MAX_FIELDS 64
-#define MAX_COLUMNS (HEADER_COLUMNS + MAX_FIELDS)
+#define MAX_FIELDS     64
+#define MAX_COLUMNS    (HEADER_COLUMNS + MAX_FIELDS)
 
 /* Batch ring: written by the broker only; the subscriber maps it read-only.
  * The consumer side lives in the subscriber's release page. */
 struct batch_ring {
 	struct seg_header seg;
-	uint32_t capacity;  /* batch slots, a power of two */
-	uint32_t batch_size; /* records per batch at most */
-	uint64_t slot_size; /* bytes, multiple of 64 */
+	uint32_t capacity;    /* batch slots, a power of two */
+	uint32_t batch_size;  /* records per batch at most */
+	uint64_t slot_size;   /* bytes, multiple of 64 */
 	uint64_t data_offset; /* first slot; multiple of 4096 */
 	uint64_t schema_hash;
 	uint32_t subscription_id;
@@ -115,13 +115,13 @@ _Static_assert(offsetof(struct release_page, cons) == 64, "release cons");
  * reader sees each one whole, not a consistent snapshot of all of them.
  * ------------------------------------------------------------------------ */
 
-#define STATS_MAX_STREAMS 64
+#define STATS_MAX_STREAMS   64
 #define STATS_MAX_PRODUCERS 2048
-#define STATS_MAX_SUBS 256
-#define STATS_SCHEMA_TEXT 1024
+#define STATS_MAX_SUBS	    256
+#define STATS_SCHEMA_TEXT   1024
 
 enum drop_reason {
-	DROP_RING_FULL = 0, /* lossy subscriber's batch ring was full */
+	DROP_RING_FULL = 0,	  /* lossy subscriber's batch ring was full */
 	DROP_SUBSCRIBER_GONE = 1, /* partial batch of a subscriber that died */
 	DROP_REASONS = 4,
 };
@@ -149,7 +149,7 @@ struct stats_producer {
 	uint32_t pad;
 	_Atomic uint64_t records_in; /* taken from the ring */
 	_Atomic uint64_t tail_seen;  /* producer's tail as last read */
-	_Atomic uint64_t head;       /* broker's head */
+	_Atomic uint64_t head;	     /* broker's head */
 	_Atomic uint64_t stalls;     /* times a lossless subscriber held it */
 	_Atomic uint64_t last_game;
 	_Atomic uint64_t games_seen; /* distinct-ish: changes of game id */
@@ -172,10 +172,11 @@ struct stats_sub {
 	_Atomic uint64_t delivered; /* records in published batches */
 	_Atomic uint64_t delivered_bytes;
 	_Atomic uint64_t dropped[DROP_REASONS];
-	_Atomic uint64_t batches[4]; /* by enum expbus_flush_reason, [0] unused */
-	_Atomic uint64_t published;  /* batch ring tail */
-	_Atomic uint64_t released;   /* batch ring head */
-	_Atomic uint64_t filtered;   /* records the filter turned away */
+	_Atomic uint64_t
+	    batches[4]; /* by enum expbus_flush_reason, [0] unused */
+	_Atomic uint64_t published; /* batch ring tail */
+	_Atomic uint64_t released;  /* batch ring head */
+	_Atomic uint64_t filtered;  /* records the filter turned away */
 	_Atomic uint64_t last_publish_ns;
 	_Atomic uint64_t oldest_record_ns; /* of the open batch, 0 if none */
 	/* Lag, as `expbus top` shows it: records routed to the subscription
@@ -185,7 +186,7 @@ struct stats_sub {
 	 * as of the broker's last look at the release page (at least every
 	 * 100 ms). */
 	_Atomic uint64_t released_records; /* records in released batches */
-	_Atomic uint64_t open_records;     /* records in the open batch */
+	_Atomic uint64_t open_records;	   /* records in the open batch */
 	_Atomic uint64_t oldest_unreleased_ns;
 };
 _Static_assert(sizeof(struct stats_sub) == 256, "stats_sub");

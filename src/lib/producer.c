@@ -18,7 +18,8 @@ struct expbus_producer {
 	int sock;
 	int ring_fd;  /* kept to hand the ring to a restarted broker */
 	int wake_fd;  /* broker's: written when it sleeps and we committed */
-	int space_fd; /* ours: the broker writes it when we sleep on a full ring */
+	int space_fd; /* ours: the broker writes it when we sleep on a full ring
+		       */
 	struct producer_ring *seg;
 	size_t seg_size;
 	struct ring ring;
@@ -41,11 +42,11 @@ static int map_ring(struct expbus_producer *p, const struct msg_ok_attach *ok,
 	err = shm_check(ring_fd, ok->segment_size, ok->segment_size,
 			SHM_SEALS_SHARED, NULL);
 	if (err < 0)
-		return client_fail(p->bus, -EPROTO,
-				   "broker sent a ring that is not a sealed memfd of "
-				   "%llu bytes (%s)",
-				   (unsigned long long)ok->segment_size,
-				   strerror(-err));
+		return client_fail(
+		    p->bus, -EPROTO,
+		    "broker sent a ring that is not a sealed memfd of "
+		    "%llu bytes (%s)",
+		    (unsigned long long)ok->segment_size, strerror(-err));
 	err = shm_map(ring_fd, ok->segment_size, 1, &addr);
 	if (err < 0)
 		return client_fail(p->bus, err, "mapping the ring: %s",
@@ -53,18 +54,21 @@ static int map_ring(struct expbus_producer *p, const struct msg_ok_attach *ok,
 	p->seg = seg = addr;
 	p->seg_size = ok->segment_size;
 	if (seg->seg.magic != MAGIC_PRODUCER_RING ||
-	    seg->seg.version != LAYOUT_VERSION || seg->seg.size != p->seg_size ||
-	    seg->capacity == 0 || (seg->capacity & (seg->capacity - 1)) ||
+	    seg->seg.version != LAYOUT_VERSION ||
+	    seg->seg.size != p->seg_size || seg->capacity == 0 ||
+	    (seg->capacity & (seg->capacity - 1)) ||
 	    seg->capacity != ok->capacity ||
-	    seg->slot_size < sizeof(struct expbus_record_header) + p->schema.data_size ||
+	    seg->slot_size <
+		sizeof(struct expbus_record_header) + p->schema.data_size ||
 	    seg->data_offset < sizeof(*seg) ||
 	    seg->data_offset + (uint64_t)seg->capacity * seg->slot_size >
-		    p->seg_size)
-		return client_fail(p->bus, -EPROTO,
-				   "the ring the broker sent has a header this "
-				   "library does not understand (layout version "
-				   "%u, want %u)",
-				   seg->seg.version, LAYOUT_VERSION);
+		p->seg_size)
+		return client_fail(
+		    p->bus, -EPROTO,
+		    "the ring the broker sent has a header this "
+		    "library does not understand (layout version "
+		    "%u, want %u)",
+		    seg->seg.version, LAYOUT_VERSION);
 	ring_init_producer(&p->ring, &seg->prod, &seg->cons,
 			   (uint8_t *)seg + seg->data_offset, seg->slot_size,
 			   seg->capacity);
@@ -93,10 +97,11 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 	memset(&req.m, 0, sizeof(req.m));
 	strcpy(req.m.stream, stream);
 	if (proto_check_name(req.m.stream, 0) < 0)
-		return client_fail(bus, -EINVAL,
-				   "stream name '%s' may only use letters, digits, "
-				   "'_', '.' and '-'",
-				   stream);
+		return client_fail(
+		    bus, -EINVAL,
+		    "stream name '%s' may only use letters, digits, "
+		    "'_', '.' and '-'",
+		    stream);
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return client_fail(bus, -ENOMEM, "out of memory");
@@ -186,13 +191,14 @@ static int resume(struct expbus_producer *p)
 	sock = client_connect(p->bus);
 	if (sock < 0)
 		return sock;
-	err = proto_send(sock, &req, sizeof(req.m) + (size_t)len, &p->ring_fd, 1);
+	err =
+	    proto_send(sock, &req, sizeof(req.m) + (size_t)len, &p->ring_fd, 1);
 	if (err < 0) {
 		(void)close(sock);
 		return err;
 	}
-	n = client_request(p->bus, sock, NULL, 0, MSG_OK_ATTACH, &ok, sizeof(ok),
-			   fds, 3);
+	n = client_request(p->bus, sock, NULL, 0, MSG_OK_ATTACH, &ok,
+			   sizeof(ok), fds, 3);
 	if (n < 0) {
 		(void)close(sock);
 		return (int)n;
@@ -254,9 +260,10 @@ uint32_t expbus_producer_capacity(const struct expbus_producer *p)
 
 static int ring_broken(struct expbus_producer *p)
 {
-	return client_fail(p->bus, -EPROTO,
-			   "the broker's head counter in the ring is impossible; "
-			   "the ring is unusable");
+	return client_fail(
+	    p->bus, -EPROTO,
+	    "the broker's head counter in the ring is impossible; "
+	    "the ring is unusable");
 }
 
 /* Waits for free slots (client_ring_sleep; ring.c explains why no wakeup
@@ -279,9 +286,10 @@ static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 		if (resume(p) == 0)
 			continue;
 		if (deadline && client_now_ns() >= deadline)
-			return client_fail(p->bus, -EPIPE,
-					   "the broker has gone away and none took "
-					   "over in time");
+			return client_fail(
+			    p->bus, -EPIPE,
+			    "the broker has gone away and none took "
+			    "over in time");
 		(void)poll(NULL, 0, 50);
 	}
 }
@@ -322,7 +330,8 @@ int expbus_commit(struct expbus_producer *p, unsigned n)
 	if (p->flags & EXPBUS_PRODUCER_OWN_TIMESTAMPS)
 		now = 0;
 	for (unsigned i = 0; i < n; i++) {
-		struct expbus_record_header *r = ring_slot(&p->ring, p->ring.pos + i);
+		struct expbus_record_header *r =
+		    ring_slot(&p->ring, p->ring.pos + i);
 		r->seq = p->ring.pos + i;
 		if (now)
 			r->timestamp_ns = now;
@@ -330,7 +339,8 @@ int expbus_commit(struct expbus_producer *p, unsigned n)
 	p->reserved -= n;
 	if (ring_producer_commit(&p->ring, n)) {
 		uint64_t one = 1;
-		/* Nothing to do on failure: the broker also wakes on a timer. */
+		/* Nothing to do on failure: the broker also wakes on a timer.
+		 */
 		(void)!write(p->wake_fd, &one, sizeof(one));
 	}
 	return 0;
@@ -344,15 +354,17 @@ int expbus_write(struct expbus_producer *p,
 	struct expbus_record_header *r;
 	int err;
 
-	const struct schema_field *last = &p->schema.fields[p->schema.nfields - 1];
+	const struct schema_field *last =
+	    &p->schema.fields[p->schema.nfields - 1];
 	size_t end = (size_t)last->offset + last->elem_size;
 
 	/* The padding after the last field is optional. */
 	if (len < end || len > p->schema.data_size)
-		return client_fail(p->bus, -EINVAL,
-				   "record data is %zu bytes; the schema needs %zu "
-				   "(%u with padding)",
-				   len, end, p->schema.data_size);
+		return client_fail(
+		    p->bus, -EINVAL,
+		    "record data is %zu bytes; the schema needs %zu "
+		    "(%u with padding)",
+		    len, end, p->schema.data_size);
 	if (p->reserved)
 		return client_fail(p->bus, -EBUSY,
 				   "records are reserved and not committed");
@@ -366,6 +378,7 @@ int expbus_write(struct expbus_producer *p,
 	r->flags = hdr->flags;
 	r->timestamp_ns = hdr->timestamp_ns;
 	memcpy(expbus_record_data(r), data, len);
-	memset((uint8_t *)expbus_record_data(r) + len, 0, p->schema.data_size - len);
+	memset((uint8_t *)expbus_record_data(r) + len, 0,
+	       p->schema.data_size - len);
 	return expbus_commit(p, 1);
 }

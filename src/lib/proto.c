@@ -36,8 +36,8 @@ int proto_check(const void *buf, size_t len, char *err, size_t errlen)
 	struct msg_header h;
 
 	if (len < sizeof(h)) {
-		snprintf(err, errlen, "message of %zu bytes is shorter than a header",
-			 len);
+		snprintf(err, errlen,
+			 "message of %zu bytes is shorter than a header", len);
 		return -EBADMSG;
 	}
 	memcpy(&h, buf, sizeof(h));
@@ -47,9 +47,10 @@ int proto_check(const void *buf, size_t len, char *err, size_t errlen)
 		return -EBADMSG;
 	}
 	if (h.version != PROTO_VERSION) {
-		snprintf(err, errlen,
-			 "protocol version %u is not supported (this broker speaks %u)",
-			 h.version, PROTO_VERSION);
+		snprintf(
+		    err, errlen,
+		    "protocol version %u is not supported (this broker speaks %u)",
+		    h.version, PROTO_VERSION);
 		return -EPROTONOSUPPORT;
 	}
 	if (h.length != len) {
@@ -73,7 +74,8 @@ int proto_check_name(const char name[NAME_MAX_LEN], int may_be_empty)
 	for (size_t i = 0; i < n; i++) {
 		char c = name[i];
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-'))
+		      (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+		      c == '-'))
 			return -EINVAL;
 	}
 	return 0;
@@ -143,7 +145,8 @@ ssize_t proto_recv(int sock, void *buf, size_t cap, int *fds, int *nfds)
 		count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < count; i++) {
 			int fd;
-			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(fd));
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+			       sizeof(fd));
 			seen++;
 			if (fds && kept < PROTO_MAX_FDS)
 				fds[kept++] = fd;

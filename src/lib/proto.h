@@ -11,17 +11,17 @@
 
 #include "layout.h"
 
-#define PROTO_MAGIC 0x4d425845u /* "EXBM" */
-#define PROTO_VERSION 1u
-#define PROTO_MAX_MSG 65536u
-#define PROTO_MAX_FDS 4
+#define PROTO_MAGIC	 0x4d425845u /* "EXBM" */
+#define PROTO_VERSION	 1u
+#define PROTO_MAX_MSG	 65536u
+#define PROTO_MAX_FDS	 4
 #define PROTO_MAX_FILTER 1024 /* game or player ids in one filter */
 #define PROTO_ERROR_TEXT 1024
 
 enum msg_type {
-	MSG_ATTACH = 1,    /* producer: stream + schema -> ring */
+	MSG_ATTACH = 1,	   /* producer: stream + schema -> ring */
 	MSG_SUBSCRIBE = 2, /* subscriber: stream + filter -> batch ring */
-	MSG_STATS = 3,     /* anyone: -> stats segment */
+	MSG_STATS = 3,	   /* anyone: -> stats segment */
 	MSG_OK_ATTACH = 0x81,
 	MSG_OK_SUBSCRIBE = 0x82,
 	MSG_OK_STATS = 0x83,
@@ -32,7 +32,7 @@ struct msg_header {
 	uint32_t magic;
 	uint16_t version;
 	uint16_t type;
-	uint32_t length; /* of the whole message, header included */
+	uint32_t length;   /* of the whole message, header included */
 	uint32_t reserved; /* 0 */
 };
 _Static_assert(sizeof(struct msg_header) == 16, "msg_header");
@@ -45,7 +45,7 @@ struct msg_attach {
 	struct msg_header h;
 	char stream[NAME_MAX_LEN];
 	uint32_t ring_slots; /* 0: broker's default */
-	uint32_t flags;      /* ATTACH_RESUME */
+	uint32_t flags;	     /* ATTACH_RESUME */
 	uint32_t schema_len;
 	uint32_t pad;
 };
@@ -134,7 +134,7 @@ ssize_t proto_recv(int sock, void *buf, size_t cap, int *fds, int *nfds);
 
 /* Sends MSG_ERROR with error (positive errno) and printf-style text. */
 int proto_send_error(int sock, int error, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 void proto_close_fds(int *fds, int nfds);
 

@@ -55,8 +55,8 @@ void ring_init_consumer(struct ring *r, struct ring_side *prod,
 	r->cached = atomic_load_explicit(&prod->pos, memory_order_acquire);
 }
 
-static int clamp_contiguous(const struct ring *r, uint64_t skip,
-			    uint64_t avail, uint64_t n)
+static int clamp_contiguous(const struct ring *r, uint64_t skip, uint64_t avail,
+			    uint64_t n)
 {
 	uint64_t to_end = r->capacity - ((r->pos + skip) & r->mask);
 
@@ -74,7 +74,8 @@ static int producer_refresh(struct ring *r)
 	/* Acquire: pairs with the consumer's store-release of the head in
 	 * ring_consumer_release, so it has finished reading the slots we are
 	 * about to overwrite. */
-	uint64_t head = atomic_load_explicit(&r->cons->pos, memory_order_acquire);
+	uint64_t head =
+	    atomic_load_explicit(&r->cons->pos, memory_order_acquire);
 
 	/* The head is written by the other process: it may only move forward
 	 * and never past what we published. */
@@ -109,14 +110,16 @@ bool ring_producer_commit(struct ring *r, uint64_t n)
 	/* Seq_cst fence: orders the tail store before the load of the
 	 * consumer's sleeping flag (the waker half of Dekker, see top). */
 	atomic_thread_fence(memory_order_seq_cst);
-	return atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed) != 0;
+	return atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed) !=
+	       0;
 }
 
 static int consumer_refresh(struct ring *r)
 {
 	/* Acquire: pairs with the producer's store-release of the tail in
 	 * ring_producer_commit; the slots up to it are then fully written. */
-	uint64_t tail = atomic_load_explicit(&r->prod->pos, memory_order_acquire);
+	uint64_t tail =
+	    atomic_load_explicit(&r->prod->pos, memory_order_acquire);
 
 	/* The tail comes from the other process: it may not go backwards nor
 	 * run more than a ring ahead of our head. */
@@ -149,7 +152,8 @@ bool ring_consumer_release(struct ring *r, uint64_t n)
 	atomic_store_explicit(&r->cons->pos, r->pos, memory_order_release);
 	/* Seq_cst fence: the waker half of Dekker, see top of file. */
 	atomic_thread_fence(memory_order_seq_cst);
-	return atomic_load_explicit(&r->prod->sleeping, memory_order_relaxed) != 0;
+	return atomic_load_explicit(&r->prod->sleeping, memory_order_relaxed) !=
+	       0;
 }
 
 int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip)

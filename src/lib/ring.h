@@ -22,7 +22,8 @@ struct ring {
 	uint64_t slot_size;
 	uint64_t capacity; /* a power of two */
 	uint64_t mask;
-	uint64_t pos;    /* own counter: tail for a producer, head for a consumer */
+	uint64_t
+	    pos; /* own counter: tail for a producer, head for a consumer */
 	uint64_t cached; /* last seen value of the other side's counter */
 };
 

@@ -9,9 +9,9 @@
 #include <string.h>
 #include <xxhash.h>
 
-#define DTYPE_LIST "bool, i8, u8, i16, u16, i32, u32, i64, u64, f16, f32, f64"
+#define DTYPE_LIST    "bool, i8, u8, i16, u16, i32, u32, i64, u64, f16, f32, f64"
 #define RESERVED_LIST "seq, timestamp, source, game, player, turn, flags"
-#define QUOTE_MAX 40 /* bytes of an input token shown in an error */
+#define QUOTE_MAX     40 /* bytes of an input token shown in an error */
 
 struct dtype_info {
 	const char *name;
@@ -20,18 +20,18 @@ struct dtype_info {
 
 /* Indexed by enum expbus_dtype; index 0 is not a dtype. */
 static const struct dtype_info dtypes[] = {
-	[EXPBUS_DTYPE_BOOL] = { "bool", 1 }, [EXPBUS_DTYPE_I8] = { "i8", 1 },
-	[EXPBUS_DTYPE_U8] = { "u8", 1 },     [EXPBUS_DTYPE_I16] = { "i16", 2 },
-	[EXPBUS_DTYPE_U16] = { "u16", 2 },   [EXPBUS_DTYPE_I32] = { "i32", 4 },
-	[EXPBUS_DTYPE_U32] = { "u32", 4 },   [EXPBUS_DTYPE_I64] = { "i64", 8 },
-	[EXPBUS_DTYPE_U64] = { "u64", 8 },   [EXPBUS_DTYPE_F16] = { "f16", 2 },
-	[EXPBUS_DTYPE_F32] = { "f32", 4 },   [EXPBUS_DTYPE_F64] = { "f64", 8 },
+    [EXPBUS_DTYPE_BOOL] = {"bool", 1}, [EXPBUS_DTYPE_I8] = {"i8", 1},
+    [EXPBUS_DTYPE_U8] = {"u8", 1},     [EXPBUS_DTYPE_I16] = {"i16", 2},
+    [EXPBUS_DTYPE_U16] = {"u16", 2},   [EXPBUS_DTYPE_I32] = {"i32", 4},
+    [EXPBUS_DTYPE_U32] = {"u32", 4},   [EXPBUS_DTYPE_I64] = {"i64", 8},
+    [EXPBUS_DTYPE_U64] = {"u64", 8},   [EXPBUS_DTYPE_F16] = {"f16", 2},
+    [EXPBUS_DTYPE_F32] = {"f32", 4},   [EXPBUS_DTYPE_F64] = {"f64", 8},
 };
 #define NDTYPES (sizeof(dtypes) / sizeof(dtypes[0]))
 
 /* The header columns of every batch (expbus_batch_column). */
 static const char *const reserved_names[] = {
-	"seq", "timestamp", "source", "game", "player", "turn", "flags",
+    "seq", "timestamp", "source", "game", "player", "turn", "flags",
 };
 
 EXPBUS_API size_t expbus_dtype_size(enum expbus_dtype dtype)
@@ -50,7 +50,8 @@ EXPBUS_API const char *expbus_dtype_name(enum expbus_dtype dtype)
 
 int schema_name_is_reserved(const char *name)
 {
-	for (size_t i = 0; i < sizeof(reserved_names) / sizeof(reserved_names[0]); i++)
+	for (size_t i = 0;
+	     i < sizeof(reserved_names) / sizeof(reserved_names[0]); i++)
 		if (strcmp(name, reserved_names[i]) == 0)
 			return 1;
 	return 0;
@@ -67,8 +68,8 @@ struct out {
 	size_t pos; /* bytes wanted so far, may exceed len */
 };
 
-__attribute__((format(printf, 2, 3)))
-static void out_printf(struct out *o, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void
+out_printf(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -105,7 +106,7 @@ static void out_type(struct out *o, const struct schema_field *f)
 
 int schema_field_type(const struct schema_field *f, char *buf, size_t len)
 {
-	struct out o = { buf, len, 0 };
+	struct out o = {buf, len, 0};
 
 	if (len > 0)
 		buf[0] = '\0';
@@ -115,7 +116,7 @@ int schema_field_type(const struct schema_field *f, char *buf, size_t len)
 
 int schema_format(const struct schema *s, char *buf, size_t len)
 {
-	struct out o = { buf, len, 0 };
+	struct out o = {buf, len, 0};
 
 	if (len > 0)
 		buf[0] = '\0';
@@ -148,7 +149,7 @@ struct cursor {
 struct parse_ctx {
 	char *err;
 	size_t errlen;
-	unsigned pos;     /* 1-based position of the field being parsed */
+	unsigned pos;	  /* 1-based position of the field being parsed */
 	const char *name; /* its name once known to be valid, else NULL */
 };
 
@@ -199,10 +200,10 @@ static const char *quote(const char *p, size_t n, char out[QUOTE_MAX])
 
 /* Writes "field 'obs': <message>" (or "field 3: ..." while the name is not
  * known to be good) into err. Always returns -EINVAL. */
-__attribute__((format(printf, 2, 3)))
-static int fail(const struct parse_ctx *ctx, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static int
+fail(const struct parse_ctx *ctx, const char *fmt, ...)
 {
-	struct out o = { ctx->err, ctx->errlen, 0 };
+	struct out o = {ctx->err, ctx->errlen, 0};
 	char msg[256];
 	va_list ap;
 
@@ -240,23 +241,33 @@ static int parse_name(struct parse_ctx *ctx, struct cursor *c,
 	if (n == 0)
 		return fail(ctx, "missing name before ':'");
 	if (!is_name_start(c->p[0]))
-		return fail(ctx, "bad name '%s' (a name starts with a letter or '_')", q);
+		return fail(
+		    ctx, "bad name '%s' (a name starts with a letter or '_')",
+		    q);
 	for (size_t i = 1; i < n; i++)
 		if (!is_name_char(c->p[i]))
-			return fail(ctx, "bad name '%s' (a name holds only letters, digits and '_')", q);
+			return fail(
+			    ctx,
+			    "bad name '%s' (a name holds only letters, digits and '_')",
+			    q);
 	if (n >= NAME_MAX_LEN)
-		return fail(ctx, "name '%s' is too long (%zu characters, at most %d)",
-			    q, n, NAME_MAX_LEN - 1);
+		return fail(
+		    ctx, "name '%s' is too long (%zu characters, at most %d)",
+		    q, n, NAME_MAX_LEN - 1);
 	memcpy(f->name, c->p, n);
 	f->name[n] = '\0';
 	c->p += n;
 
 	if (schema_name_is_reserved(f->name))
-		return fail(ctx, "name '%s' is reserved for a header column (" RESERVED_LIST ")",
-			    f->name);
+		return fail(
+		    ctx,
+		    "name '%s' is reserved for a header column (" RESERVED_LIST
+		    ")",
+		    f->name);
 	int dup = schema_find(s, f->name);
 	if (dup >= 0)
-		return fail(ctx, "duplicate name '%s' (already field %d)", f->name, dup + 1);
+		return fail(ctx, "duplicate name '%s' (already field %d)",
+			    f->name, dup + 1);
 	/* Every later message names the field by its name. */
 	ctx->name = f->name;
 	return 0;
@@ -269,7 +280,8 @@ static int parse_dtype(struct parse_ctx *ctx, struct cursor *c,
 	char q[QUOTE_MAX];
 
 	if (n == 0)
-		return fail(ctx, "missing dtype (expected one of " DTYPE_LIST ")");
+		return fail(ctx,
+			    "missing dtype (expected one of " DTYPE_LIST ")");
 	for (size_t i = 1; i < NDTYPES; i++) {
 		if (strlen(dtypes[i].name) == n &&
 		    memcmp(dtypes[i].name, c->p, n) == 0) {
@@ -291,14 +303,19 @@ static int parse_dim(struct parse_ctx *ctx, struct cursor *c, uint32_t *dim)
 
 	quote(c->p, n, q);
 	if (n == 0)
-		return fail(ctx, "empty dimension in the shape (expected an integer >= 1)");
+		return fail(
+		    ctx,
+		    "empty dimension in the shape (expected an integer >= 1)");
 	for (size_t i = 0; i < n; i++) {
 		if (!is_digit(c->p[i]))
-			return fail(ctx, "bad dimension '%s' (expected an integer >= 1)", q);
+			return fail(
+			    ctx,
+			    "bad dimension '%s' (expected an integer >= 1)", q);
 		/* v <= UINT32_MAX before this step, so this cannot overflow. */
 		v = v * 10 + (uint64_t)(c->p[i] - '0');
 		if (v > UINT32_MAX)
-			return fail(ctx, "dimension '%s' is too large (at most %u)",
+			return fail(ctx,
+				    "dimension '%s' is too large (at most %u)",
 				    q, UINT32_MAX);
 	}
 	if (v == 0)
@@ -319,11 +336,13 @@ static int parse_shape(struct parse_ctx *ctx, struct cursor *c,
 	c->p++;
 	skip_space(c);
 	if (c->p < c->end && *c->p == ']')
-		return fail(ctx, "empty shape '[]' (write a scalar without brackets)");
+		return fail(
+		    ctx, "empty shape '[]' (write a scalar without brackets)");
 	for (;;) {
 		skip_space(c);
 		if (f->ndim == EXPBUS_MAX_DIMS)
-			return fail(ctx, "too many dimensions in '%s' (at most %d)",
+			return fail(ctx,
+				    "too many dimensions in '%s' (at most %d)",
 				    quote(open, (size_t)(c->end - open), q),
 				    EXPBUS_MAX_DIMS);
 		r = parse_dim(ctx, c, &f->shape[f->ndim]);
@@ -337,8 +356,10 @@ static int parse_shape(struct parse_ctx *ctx, struct cursor *c,
 		if (*c->p == ']')
 			break;
 		if (*c->p != ',')
-			return fail(ctx, "bad shape '%s' (expected ',' or ']' after a dimension)",
-				    quote(open, (size_t)(c->end - open), q));
+			return fail(
+			    ctx,
+			    "bad shape '%s' (expected ',' or ']' after a dimension)",
+			    quote(open, (size_t)(c->end - open), q));
 		c->p++;
 	}
 	c->p++;
@@ -359,8 +380,10 @@ static int place_field(struct parse_ctx *ctx, struct schema_field *f,
 	for (uint32_t i = 0; i < f->ndim; i++) {
 		bytes *= f->shape[i];
 		if (bytes > SCHEMA_FIELD_MAX_BYTES)
-			return fail(ctx, "%s is too large (more than %u bytes per record)",
-				    type, SCHEMA_FIELD_MAX_BYTES);
+			return fail(
+			    ctx,
+			    "%s is too large (more than %u bytes per record)",
+			    type, SCHEMA_FIELD_MAX_BYTES);
 	}
 	uint64_t offset = align_up(*end, size);
 	if (offset + bytes > SCHEMA_DATA_MAX_BYTES)
@@ -376,7 +399,7 @@ static int place_field(struct parse_ctx *ctx, struct schema_field *f,
 static int parse_field(struct parse_ctx *ctx, const char *p, const char *end,
 		       struct schema *s, uint64_t *data_end)
 {
-	struct cursor c = { p, end };
+	struct cursor c = {p, end};
 	struct schema_field *f;
 	char q[QUOTE_MAX];
 	int r;
@@ -410,8 +433,10 @@ static int parse_field(struct parse_ctx *ctx, const char *p, const char *end,
 		skip_space(&c);
 	}
 	if (c.p < c.end)
-		return fail(ctx, "unexpected '%s' after the type (separate fields with ';')",
-			    quote(c.p, (size_t)(c.end - c.p), q));
+		return fail(
+		    ctx,
+		    "unexpected '%s' after the type (separate fields with ';')",
+		    quote(c.p, (size_t)(c.end - c.p), q));
 	r = place_field(ctx, f, data_end);
 	if (r < 0)
 		return r;
@@ -428,23 +453,28 @@ static int finish_schema(struct parse_ctx *ctx, struct schema *s,
 	ctx->pos = 0;
 	ctx->name = NULL;
 	if (s->nfields == 0)
-		return fail(ctx, "empty schema (expected fields such as 'obs f32[4]; action i32')");
+		return fail(
+		    ctx,
+		    "empty schema (expected fields such as 'obs f32[4]; action i32')");
 	data_end = align_up(data_end, 8);
 	if (data_end > SCHEMA_DATA_MAX_BYTES)
 		return fail(ctx, "record data of %llu bytes is more than %u",
-			    (unsigned long long)data_end, SCHEMA_DATA_MAX_BYTES);
+			    (unsigned long long)data_end,
+			    SCHEMA_DATA_MAX_BYTES);
 	s->data_size = (uint32_t)data_end;
 	n = schema_format(s, text, sizeof(text));
 	if (n < 0)
-		return fail(ctx, "schema too long (its canonical text exceeds %d bytes)",
-			    SCHEMA_TEXT_MAX - 1);
+		return fail(
+		    ctx,
+		    "schema too long (its canonical text exceeds %d bytes)",
+		    SCHEMA_TEXT_MAX - 1);
 	s->hash = XXH3_64bits(text, (size_t)n);
 	return 0;
 }
 
 int schema_parse(const char *text, struct schema *s, char *err, size_t errlen)
 {
-	struct parse_ctx ctx = { err, errlen, 0, NULL };
+	struct parse_ctx ctx = {err, errlen, 0, NULL};
 	uint64_t data_end = 0;
 	const char *p = text;
 	int r;
@@ -469,7 +499,8 @@ int schema_parse(const char *text, struct schema *s, char *err, size_t errlen)
  * Comparing two schemas
  * ------------------------------------------------------------------------ */
 
-static bool same_type(const struct schema_field *a, const struct schema_field *b)
+static bool same_type(const struct schema_field *a,
+		      const struct schema_field *b)
 {
 	if (a->dtype != b->dtype || a->ndim != b->ndim)
 		return false;
@@ -482,12 +513,12 @@ static bool same_type(const struct schema_field *a, const struct schema_field *b
 /* Walks both schemas position by position; at the first position where they
  * disagree, a field only the stream has is missing, one only the request
  * has is extra, one both have elsewhere has moved. */
-int schema_diff(const struct schema *have, const struct schema *want,
-		char *msg, size_t len)
+int schema_diff(const struct schema *have, const struct schema *want, char *msg,
+		size_t len)
 {
 	uint32_t nh = have->nfields < MAX_FIELDS ? have->nfields : MAX_FIELDS;
 	uint32_t nw = want->nfields < MAX_FIELDS ? want->nfields : MAX_FIELDS;
-	struct out o = { msg, msg ? len : 0, 0 };
+	struct out o = {msg, msg ? len : 0, 0};
 	char th[160], tw[160];
 
 	if (o.len)
@@ -501,22 +532,29 @@ int schema_diff(const struct schema *have, const struct schema *want,
 				continue;
 			schema_field_type(h, th, sizeof(th));
 			schema_field_type(w, tw, sizeof(tw));
-			out_printf(&o, "field '%s' is %s in the stream but %s in the request",
-				   h->name, th, tw);
+			out_printf(
+			    &o,
+			    "field '%s' is %s in the stream but %s in the request",
+			    h->name, th, tw);
 			return 1;
 		}
 		int wi = h ? schema_find(want, h->name) : -ENOENT;
 		int hi = w ? schema_find(have, w->name) : -ENOENT;
 		if (h && wi < 0)
-			out_printf(&o, "field '%s' is missing from the request", h->name);
+			out_printf(&o, "field '%s' is missing from the request",
+				   h->name);
 		else if (w && hi < 0)
-			out_printf(&o, "the request has an extra field '%s'", w->name);
+			out_printf(&o, "the request has an extra field '%s'",
+				   w->name);
 		else if (h && w)
-			out_printf(&o, "field '%s' is at position %u in the stream but %d in the request",
-				   h->name, i + 1, wi + 1);
+			out_printf(
+			    &o,
+			    "field '%s' is at position %u in the stream but %d in the request",
+			    h->name, i + 1, wi + 1);
 		else /* only with duplicate names, which parsing refuses */
-			out_printf(&o, "the stream has %u fields but the request %u",
-				   nh, nw);
+			out_printf(
+			    &o, "the stream has %u fields but the request %u",
+			    nh, nw);
 		return 1;
 	}
 	return 0;

@@ -15,9 +15,9 @@
 
 #include "layout.h"
 
-#define SCHEMA_TEXT_MAX 8192       /* canonical text, with the NUL */
+#define SCHEMA_TEXT_MAX	       8192 /* canonical text, with the NUL */
 #define SCHEMA_FIELD_MAX_BYTES (64u << 20)
-#define SCHEMA_DATA_MAX_BYTES (64u << 20)
+#define SCHEMA_DATA_MAX_BYTES  (64u << 20)
 
 struct schema_field {
 	char name[NAME_MAX_LEN];
@@ -31,7 +31,7 @@ struct schema_field {
 struct schema {
 	uint32_t nfields;
 	uint32_t data_size; /* bytes of all fields, a multiple of 8 */
-	uint64_t hash;      /* XXH3-64 of the canonical text */
+	uint64_t hash;	    /* XXH3-64 of the canonical text */
 	struct schema_field fields[MAX_FIELDS];
 };
 
@@ -51,8 +51,8 @@ int schema_find(const struct schema *s, const char *name);
  * the stream but f32[9,20,21] in the request", "field 'mask' is missing
  * from the request", "the request has an extra field 'x'", "field 'a' is
  * at position 2 in the stream but 1 in the request". */
-int schema_diff(const struct schema *have, const struct schema *want,
-		char *msg, size_t len);
+int schema_diff(const struct schema *have, const struct schema *want, char *msg,
+		size_t len);
 
 /* Names the header columns carry; a field may not use them. */
 int schema_name_is_reserved(const char *name);

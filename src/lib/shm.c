@@ -51,8 +51,8 @@ static int shared_find(int fd, size_t size, void **addr)
 		err = -ENOMEM;
 		goto out;
 	}
-	shared_maps[free_slot] = (struct shared_map){st.st_dev, st.st_ino, *addr,
-						     size, 1};
+	shared_maps[free_slot] =
+	    (struct shared_map){st.st_dev, st.st_ino, *addr, size, 1};
 out:
 	pthread_mutex_unlock(&shared_lock);
 	return err;
