@@ -572,7 +572,7 @@ Test(broker, a_killed_producer_s_committed_records_all_arrive)
 		     0);
 	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
 	expbus_producer_close(creator);
-	usleep(100000);
+	cr_assert(broker_log_has(&tb, "producer 1 freed", 5000));
 	fds = broker_fd_count(&tb);
 	maps = broker_map_count(&tb);
 	pid = spawn_producer(pr, 0, 1, UINT64_MAX);

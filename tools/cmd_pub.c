@@ -452,6 +452,35 @@ static void print_progress(const struct pub_opts *o, _Atomic uint64_t *live,
 	*last_t = now;
 }
 
+/* What the children reported so far. */
+struct results {
+	uint64_t records, retries, bytes, start, end;
+	uint32_t reported, failed;
+};
+
+/* Reads every whole result waiting in the pipe (all of them, to EOF, when
+ * fd blocks). Results are smaller than PIPE_BUF, so each write is whole. */
+static void collect(int fd, struct results *acc)
+{
+	struct pub_result res;
+
+	while (read(fd, &res, sizeof(res)) == (ssize_t)sizeof(res)) {
+		acc->reported++;
+		acc->records += res.records;
+		acc->retries += res.retries;
+		acc->bytes += res.records * res.record_bytes;
+		if (res.error < 0) {
+			acc->failed++;
+			fprintf(stderr, "expbus pub: producer %u: %s\n",
+				res.index, res.message);
+		}
+		if (res.start_ns && res.start_ns < acc->start)
+			acc->start = res.start_ns;
+		if (res.end_ns > acc->end)
+			acc->end = res.end_ns;
+	}
+}
+
 int cmd_pub(const char *socket, int argc, char **argv)
 {
 	struct pub_opts o = {
@@ -470,6 +499,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	_Atomic uint64_t *live;
 	pid_t *pids;
 	double secs, t0 = cli_now(), last_t = t0;
+	struct results acc = {.start = UINT64_MAX};
 	int fds[2], r;
 
 	r = parse(argc, argv, &o);
@@ -503,8 +533,12 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		}
 	}
 	(void)close(fds[1]);
+	/* Results are read as they come: hundreds of children would fill the
+	 * pipe and block in write(2) before exiting otherwise. */
+	(void)fcntl(fds[0], F_SETFL, O_NONBLOCK);
 	alive = o.producers;
 	while (alive) {
+		collect(fds[0], &acc);
 		pid_t pid = waitpid(-1, NULL, WNOHANG);
 
 		if (pid > 0) {
@@ -523,26 +557,16 @@ int cmd_pub(const char *socket, int argc, char **argv)
 			print_progress(&o, live, &last, &last_t, t0);
 		(void)usleep(20000);
 	}
-	for (;;) {
-		struct pub_result res;
-		ssize_t n = read(fds[0], &res, sizeof(res));
-
-		if (n != (ssize_t)sizeof(res))
-			break;
-		reported++;
-		records += res.records;
-		retries += res.retries;
-		bytes += res.records * res.record_bytes;
-		if (res.error < 0) {
-			failed++;
-			fprintf(stderr, "expbus pub: producer %u: %s\n",
-				res.index, res.message);
-		}
-		if (res.start_ns && res.start_ns < start)
-			start = res.start_ns;
-		if (res.end_ns > end)
-			end = res.end_ns;
-	}
+	(void)fcntl(fds[0], F_SETFL,
+		    0); /* the rest, till every writer is gone */
+	collect(fds[0], &acc);
+	records = acc.records;
+	retries = acc.retries;
+	bytes = acc.bytes;
+	failed += acc.failed;
+	reported = acc.reported;
+	start = acc.start;
+	end = acc.end;
 	if (reported < o.producers) {
 		fprintf(stderr,
 			"expbus pub: %u producer processes died without "

@@ -28,7 +28,7 @@ enum op_tag {
 	OP_OTHER = 4
 };
 #define TAG_MASK	    7u
-#define IDLE_SPINS	    32
+#define IDLE_SPIN_NS	    (50u * 1000u)
 #define NEW_CONN_TIMEOUT_NS (10ull * 1000000000u)
 #define MAX_SLEEP_NS	    (200ull * 1000000u)
 #define DRAIN_NS	    (2ull * 1000000000u)
@@ -170,15 +170,17 @@ static void on_poll(struct broker *b, struct conn *c, int res)
 		arm_poll(b, c);
 }
 
-static void handle_cqes(struct broker *b)
+static int handle_cqes(struct broker *b)
 {
 	struct io_uring_cqe *cqe;
+	int n = 0;
 
 	while (io_uring_peek_cqe(&b->uring, &cqe) == 0) {
 		uint64_t data = io_uring_cqe_get_data64(cqe);
 		int res = cqe->res;
 
 		io_uring_cqe_seen(&b->uring, cqe);
+		n++;
 		switch (data & TAG_MASK) {
 		case OP_POLL:
 			on_poll(b,
@@ -206,6 +208,7 @@ static void handle_cqes(struct broker *b)
 		}
 	}
 	conns_sweep(b);
+	return n;
 }
 
 /* Calls fn on every live subscription. */
@@ -335,8 +338,7 @@ static void drain_and_flush(struct broker *b)
 
 int broker_run(struct broker *b)
 {
-	uint64_t last_submit = 0, last_house = 0;
-	int idle = 0;
+	uint64_t last_submit = 0, last_house = 0, last_work = 0;
 
 	arm(b, OP_ACCEPT);
 	arm(b, OP_WAKE);
@@ -351,7 +353,10 @@ int broker_run(struct broker *b)
 		work = merge_pump(b);
 		next = merge_flush_due(b, b->now_ns, false);
 		peers_reap(b);
-		handle_cqes(b);
+		/* An event (a hang-up, say) may leave work for the next pass:
+		 * count it as activity so the loop looks again before sleeping. */
+		if (handle_cqes(b) > 0)
+			last_work = b->now_ns;
 		stat_add(&b->stats->loops, 1);
 		if (b->now_ns - last_house > 100000000u) {
 			housekeeping(b);
@@ -360,7 +365,7 @@ int broker_run(struct broker *b)
 		if (b->stopping)
 			break;
 		if (work > 0) {
-			idle = 0;
+			last_work = b->now_ns;
 			/* While busy, enter the kernel now and then so that
 			 * completions (new peers, hang-ups) keep flowing. */
 			if (b->uring_dirty ||
@@ -371,7 +376,10 @@ int broker_run(struct broker *b)
 			}
 			continue;
 		}
-		if (++idle < IDLE_SPINS) {
+		/* Idle: look again for a few microseconds (yielding the CPU
+		 * to producers) before the syscalls of a sleep; a time budget,
+		 * not a pass count, since a pass costs more with more rings. */
+		if (b->now_ns - last_work < IDLE_SPIN_NS) {
 			if (b->uring_dirty) {
 				(void)io_uring_submit(&b->uring);
 				b->uring_dirty = false;
@@ -379,7 +387,6 @@ int broker_run(struct broker *b)
 			sched_yield();
 			continue;
 		}
-		idle = 0;
 		sleep_until(b, next);
 		last_submit = broker_now();
 	}

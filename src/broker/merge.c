@@ -121,7 +121,7 @@ void merge_publish(struct broker *b, struct subscription *sub,
 			      ? checksum(sub, sub->open, sub->open_count)
 			      : 0;
 	batch->dropped_total = sub->dropped_total;
-	batch->publish_ns = b->now_ns;
+	batch->publish_ns = broker_now(); /* not the pass's start: later */
 	note_release(sub); /* before this slot's note is overwritten */
 	if (sub->notes) {
 		sub->notes[sub->ring.pos & sub->ring.mask].since_ns =
