@@ -161,7 +161,8 @@ int main(int argc, char **argv)
 	struct expbus_subscribe_options grp = {
 	    .batch_size = 16, .max_delay_us = 2000, .group = "g"};
 	pthread_t bt, pt[PRODUCERS], rt[3];
-	char dir[] = "/tmp/expbus-tsan-XXXXXX", path[128];
+	char dir[256], path[300];
+	const char *tmp = getenv("TMPDIR");
 	sigset_t mask;
 	int ok;
 
@@ -171,6 +172,7 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &mask, NULL); /* for the broker's signalfd */
+	snprintf(dir, sizeof(dir), "%s/expbus-tsan-XXXXXX", tmp ? tmp : "/tmp");
 	if (!mkdtemp(dir))
 		return 1;
 	snprintf(path, sizeof(path), "%s/s.sock", dir);
