@@ -82,6 +82,7 @@ SEG_HEADER = struct.Struct("<IHHQ")
 # slot_size, data_offset, schema_hash, subscription_id, ncolumns
 BATCH_RING = struct.Struct("<IHHQIIQQQII")
 BATCH_RING_PROD = 64  # offsetof(struct batch_ring, prod): struct ring_side
+BATCH_RING_DROPPED = 8704  # offsetof(struct batch_ring, dropped): u64
 BATCH_RING_COLUMNS = 128  # offsetof(struct batch_ring, columns)
 # struct ring_side: pos (u64) at +0, sleeping (u32) at +8
 RING_SIDE_POS = 0

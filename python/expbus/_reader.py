@@ -339,8 +339,10 @@ class Subscription:
         self._prod_sleeping = memoryview(mm)[prod + 8:prod + 12].cast("I")
         self._head_mv = memoryview(rel)[cons:cons + 8].cast("Q")
         self._sleeping = memoryview(rel)[cons + 8:cons + 12].cast("I")
+        drop = P.BATCH_RING_DROPPED
+        self._dropped_mv = memoryview(mm)[drop:drop + 8].cast("Q")
         self._mvs = [self._tail, self._prod_sleeping, self._head_mv,
-                     self._sleeping]
+                     self._sleeping, self._dropped_mv]
         self._head = self._head_mv[0]
         self._cached = self._tail[0]
         if (self._cached - self._head) & _MASK64 > self.capacity:
@@ -519,10 +521,15 @@ class Subscription:
                                 f"than {self.batch_size}", errno.EPROTO)
         b = Batch(self, index, seq, count, reason, checksum, dropped, publish)
         self._held.append(b)
-        self.dropped = dropped
         return b
 
-    dropped = 0  # records lost to a full ring (lossy), as of the last batch
+    @property
+    def dropped(self):
+        """Records lost to a full ring (lossy policy) so far, kept current
+        by the broker even while no batch is published."""
+        if self.closed or getattr(self, "_dropped_mv", None) is None:
+            return getattr(self, "_last_dropped", 0)
+        return self._dropped_mv[0]
 
     def _release(self, batch):
         held = self._held
@@ -577,6 +584,8 @@ class Subscription:
         handed out keep their memory mapped until they are dropped."""
         if self.closed:
             return
+        mv = getattr(self, "_dropped_mv", None)
+        self._last_dropped = mv[0] if mv is not None else 0
         self.closed = True
         for b in self._held:
             b._released = True
