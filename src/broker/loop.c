@@ -354,7 +354,8 @@ int broker_run(struct broker *b)
 		next = merge_flush_due(b, b->now_ns, false);
 		peers_reap(b);
 		/* An event (a hang-up, say) may leave work for the next pass:
-		 * count it as activity so the loop looks again before sleeping. */
+		 * count it as activity so the loop looks again before sleeping.
+		 */
 		if (handle_cqes(b) > 0)
 			last_work = b->now_ns;
 		stat_add(&b->stats->loops, 1);
@@ -421,29 +422,33 @@ static int socket_in_use(const char *path)
 	return r;
 }
 
+/* Binds, sets the mode and listens on a temporary name beside path, then
+ * renames it into place: the path never names a socket that is not yet
+ * listening (a connect would be refused) or not yet restricted. */
 static int listen_socket(struct broker *b)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *path = b->cfg.socket_path;
-	mode_t mode = 0600;
-	int fd;
+	mode_t mode = b->cfg.has_gid ? 0660 : 0600;
+	int fd, err, n;
 
-	if (strlen(path) >= sizeof(sa.sun_path)) {
-		log_error(b, "socket path %s is longer than %zu bytes", path,
-			  sizeof(sa.sun_path) - 1);
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.tmp", path,
+		     (int)getpid());
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path)) {
+		log_error(b, "socket path %s is too long (at most %zu bytes)",
+			  path, sizeof(sa.sun_path) - 16);
 		return -ENAMETOOLONG;
 	}
-	strcpy(sa.sun_path, path);
 	if (socket_in_use(path)) {
 		log_error(b, "another broker is already listening on %s", path);
 		return -EADDRINUSE;
 	}
-	(void)unlink(path); /* a stale socket from a broker that died */
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
+	(void)unlink(sa.sun_path);
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int err = -errno;
+		err = -errno;
 		log_error(b,
 			  "cannot bind %s: %s (does its directory exist and "
 			  "is it writable?)",
@@ -451,19 +456,12 @@ static int listen_socket(struct broker *b)
 		(void)close(fd);
 		return err;
 	}
-	if (b->cfg.has_gid) {
-		mode = 0660;
-		if (chown(path, (uid_t)-1, b->cfg.gid) < 0) {
-			int err = -errno;
-			log_error(b, "cannot give %s to group %u: %s", path,
-				  (unsigned)b->cfg.gid, strerror(errno));
-			(void)close(fd);
-			return err;
-		}
-	}
-	if (chmod(path, mode) < 0 || listen(fd, 128) < 0) {
-		int err = -errno;
+	if ((b->cfg.has_gid && chown(sa.sun_path, (uid_t)-1, b->cfg.gid) < 0) ||
+	    chmod(sa.sun_path, mode) < 0 || listen(fd, 128) < 0 ||
+	    rename(sa.sun_path, path) < 0) { /* replaces a stale socket */
+		err = -errno;
 		log_error(b, "cannot set up %s: %s", path, strerror(errno));
+		(void)unlink(sa.sun_path);
 		(void)close(fd);
 		return err;
 	}
