@@ -24,97 +24,104 @@
 #include "expbus.h"
 #include "hist.h"
 #include "pattern.h"
+#include "clock.h"
 
 #define MAX_PRODUCERS 256
-#define MIN_SLEEP_NS 100000u /* a paced producer naps at least this long */
+#define MIN_SLEEP_NS  100000u /* a paced producer naps at least this long */
 
 struct flush_opts {
 	const char *socket;
 	char stream[64];
 	uint32_t producers;
-	double rate;       /* records/s per producer, steady (0 with burst) */
-	uint32_t burst;    /* records per burst */
+	double rate;	    /* records/s per producer, steady (0 with burst) */
+	uint32_t burst;	    /* records per burst */
 	uint32_t period_us; /* between bursts */
 	double duration;
 	uint32_t batch_size, max_delay_us;
 	uint32_t record_size;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_until(uint64_t t)
-{
-	struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u),
-			      .tv_nsec = (long)(t % 1000000000u)};
-
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 static void usage(void)
 {
-	printf("Usage: flush --socket PATH [OPTION]...\n"
-	       "Batch fill and the wait batching adds, for one subscription.\n"
-	       "\n"
-	       "  -s, --socket PATH     the broker's socket (required)\n"
-	       "      --producers N     producer processes (default 8)\n"
-	       "      --rate R          steady records/s per producer\n"
-	       "      --burst N         instead: N records back to back every\n"
-	       "      --period-us T     T microseconds, per producer\n"
-	       "      --duration SEC    how long producers write (default 2)\n"
-	       "      --batch-size B    the subscription's batch size (default 256)\n"
-	       "      --max-delay-us D  its maximum delay (default 5000)\n"
-	       "      --record-size N   bytes, header included (default 64)\n"
-	       "Prints one JSON line: batches, records, mean fill (records per\n"
-	       "batch / B), flush reasons, and histograms (ns) of the per-record\n"
-	       "wait (publish - commit) and per-batch wait (publish - oldest\n"
-	       "commit).\n");
+	printf(
+	    "Usage: flush --socket PATH [OPTION]...\n"
+	    "Batch fill and the wait batching adds, for one subscription.\n"
+	    "\n"
+	    "  -s, --socket PATH     the broker's socket (required)\n"
+	    "      --producers N     producer processes (default 8)\n"
+	    "      --rate R          steady records/s per producer\n"
+	    "      --burst N         instead: N records back to back every\n"
+	    "      --period-us T     T microseconds, per producer\n"
+	    "      --duration SEC    how long producers write (default 2)\n"
+	    "      --batch-size B    the subscription's batch size (default 256)\n"
+	    "      --max-delay-us D  its maximum delay (default 5000)\n"
+	    "      --record-size N   bytes, header included (default 64)\n"
+	    "Prints one JSON line: batches, records, mean fill (records per\n"
+	    "batch / B), flush reasons, and histograms (ns) of the per-record\n"
+	    "wait (publish - commit) and per-batch wait (publish - oldest\n"
+	    "commit).\n");
 }
 
 static int parse(int argc, char **argv, struct flush_opts *o)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"producers", required_argument, NULL, 'n'},
-		{"rate", required_argument, NULL, 'r'},
-		{"burst", required_argument, NULL, 'b'},
-		{"period-us", required_argument, NULL, 'p'},
-		{"duration", required_argument, NULL, 'd'},
-		{"batch-size", required_argument, NULL, 'B'},
-		{"max-delay-us", required_argument, NULL, 'D'},
-		{"record-size", required_argument, NULL, 'z'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"producers", required_argument, NULL, 'n'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"burst", required_argument, NULL, 'b'},
+	    {"period-us", required_argument, NULL, 'p'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"batch-size", required_argument, NULL, 'B'},
+	    {"max-delay-us", required_argument, NULL, 'D'},
+	    {"record-size", required_argument, NULL, 'z'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': o->socket = optarg; break;
-		case 'n': o->producers = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'r': o->rate = strtod(optarg, NULL); break;
-		case 'b': o->burst = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'p': o->period_us = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'd': o->duration = strtod(optarg, NULL); break;
-		case 'B': o->batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'D': o->max_delay_us = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'z': o->record_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'h': usage(); exit(0);
-		default: return 2;
+		case 's':
+			o->socket = optarg;
+			break;
+		case 'n':
+			o->producers = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			o->rate = strtod(optarg, NULL);
+			break;
+		case 'b':
+			o->burst = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'p':
+			o->period_us = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'd':
+			o->duration = strtod(optarg, NULL);
+			break;
+		case 'B':
+			o->batch_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'D':
+			o->max_delay_us = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'z':
+			o->record_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'h':
+			usage();
+			exit(0);
+		default:
+			return 2;
 		}
 	}
 	if (!o->socket || o->producers < 1 || o->producers > MAX_PRODUCERS ||
 	    (o->rate <= 0) == (o->burst == 0) || (o->burst && !o->period_us) ||
 	    o->duration <= 0 || !o->batch_size || !o->max_delay_us ||
 	    o->record_size < 40 || o->record_size % 8) {
-		fprintf(stderr, "flush: bad arguments (one of --rate and --burst "
-				"is needed); try --help\n");
+		fprintf(stderr,
+			"flush: bad arguments (one of --rate and --burst "
+			"is needed); try --help\n");
 		return 2;
 	}
 	return 0;
@@ -149,7 +156,8 @@ static uint64_t next_due_ns(const struct flush_opts *o, uint64_t t0, uint64_t s)
 static void producer(const struct flush_opts *o, uint32_t k, int ready_fd,
 		     int go_fd)
 {
-	const struct pattern pt = {.games = 4, .episode_len = 100, .players = 2};
+	const struct pattern pt = {
+	    .games = 4, .episode_len = 100, .players = 2};
 	struct expbus_producer *p = NULL;
 	struct expbus *bus = NULL;
 	const uint64_t total = planned(o);
@@ -173,8 +181,9 @@ static void producer(const struct flush_opts *o, uint32_t k, int ready_fd,
 		_exit(1);
 	/* Spread the producers' phases over one period so that bursts and
 	 * steady records do not all start in lockstep. */
-	t0 = now_ns() + (o->burst ? (uint64_t)o->period_us * 1000u * k / o->producers
-				  : (uint64_t)(1e9 / o->rate * k / o->producers));
+	t0 = now_ns() + (o->burst
+			     ? (uint64_t)o->period_us * 1000u * k / o->producers
+			     : (uint64_t)(1e9 / o->rate * k / o->producers));
 	while (s < total) {
 		uint64_t t = now_ns(), d = due(o, t0, t);
 		struct expbus_span span;
@@ -182,21 +191,24 @@ static void producer(const struct flush_opts *o, uint32_t k, int ready_fd,
 
 		if (t < t0 || d <= s) {
 			uint64_t next = next_due_ns(o, t0, s);
-			sleep_until(next > t + MIN_SLEEP_NS ? next : t + MIN_SLEEP_NS);
+			sleep_until(next > t + MIN_SLEEP_NS ? next
+							    : t + MIN_SLEEP_NS);
 			continue;
 		}
 		if (d > total)
 			d = total;
-		n = expbus_reserve(p, (unsigned)(d - s < 64 ? d - s : 64), -1, &span);
+		n = expbus_reserve(p, (unsigned)(d - s < 64 ? d - s : 64), -1,
+				   &span);
 		if (n < 0) {
 			err = n;
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			struct expbus_record_header *r = expbus_span_record(&span, (unsigned)i);
+			struct expbus_record_header *r =
+			    expbus_span_record(&span, (unsigned)i);
 			pattern_header(&pt, k, s + (unsigned)i, r);
-			pattern_fill(pattern_base(k, s + (unsigned)i), expbus_record_data(r),
-				     data_size);
+			pattern_fill(pattern_base(k, s + (unsigned)i),
+				     expbus_record_data(r), data_size);
 		}
 		err = expbus_commit(p, (unsigned)n);
 		if (err < 0)
@@ -212,8 +224,11 @@ static void producer(const struct flush_opts *o, uint32_t k, int ready_fd,
 
 int main(int argc, char **argv)
 {
-	struct flush_opts o = {.producers = 8, .duration = 2, .batch_size = 256,
-			       .max_delay_us = 5000, .record_size = 64};
+	struct flush_opts o = {.producers = 8,
+			       .duration = 2,
+			       .batch_size = 256,
+			       .max_delay_us = 5000,
+			       .record_size = 64};
 	struct expbus_subscribe_options so = {.batch_slots = 64};
 	static struct hist rec_wait, batch_wait;
 	struct expbus_consumer *c = NULL;
@@ -280,7 +295,8 @@ int main(int argc, char **argv)
 		if (err == -EAGAIN || err == -ETIMEDOUT || err == -EINTR)
 			continue;
 		if (err < 0) {
-			fprintf(stderr, "flush: next_batch: %s\n", expbus_last_error(bus));
+			fprintf(stderr, "flush: next_batch: %s\n",
+				expbus_last_error(bus));
 			goto fail;
 		}
 		t_last = now_ns();
@@ -292,11 +308,14 @@ int main(int argc, char **argv)
 
 			if (stamp < oldest)
 				oldest = stamp;
-			hist_record(&rec_wait, b->publish_ns > stamp ? b->publish_ns - stamp : 0);
+			hist_record(&rec_wait, b->publish_ns > stamp
+						   ? b->publish_ns - stamp
+						   : 0);
 		}
 		if (b->count)
-			hist_record(&batch_wait,
-				    b->publish_ns > oldest ? b->publish_ns - oldest : 0);
+			hist_record(&batch_wait, b->publish_ns > oldest
+						     ? b->publish_ns - oldest
+						     : 0);
 		if (b->flush_reason < 4)
 			reasons[b->flush_reason]++;
 		batches++;
@@ -309,8 +328,8 @@ int main(int argc, char **argv)
 	       ",\"batches\":%" PRIu64 ",\"seconds\":%.3f,\"mean_fill\":%.4f,"
 	       "\"flush\":{\"full\":%" PRIu64 ",\"timeout\":%" PRIu64
 	       ",\"drain\":%" PRIu64 "},",
-	       o.producers, o.rate, o.burst, o.period_us, o.duration, o.batch_size,
-	       o.max_delay_us, o.record_size, got, batches,
+	       o.producers, o.rate, o.burst, o.period_us, o.duration,
+	       o.batch_size, o.max_delay_us, o.record_size, got, batches,
 	       (double)(t_last - t_first) / 1e9,
 	       batches ? (double)got / (double)batches / o.batch_size : 0.0,
 	       reasons[EXPBUS_FLUSH_FULL], reasons[EXPBUS_FLUSH_TIMEOUT],

@@ -24,6 +24,7 @@
 #include "expbus.h"
 #include "hist.h"
 #include "pattern.h"
+#include "clock.h"
 
 struct lat_opts {
 	const char *socket;
@@ -34,77 +35,76 @@ struct lat_opts {
 	uint32_t record_size;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void sleep_until(uint64_t t)
-{
-	struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u),
-			      .tv_nsec = (long)(t % 1000000000u)};
-
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 static void usage(void)
 {
-	printf("Usage: latency --socket PATH [OPTION]...\n"
-	       "Commit-to-visible latency through expbusd, batch size 1: a forked\n"
-	       "producer commits records at --rate, the subscriber measures\n"
-	       "CLOCK_MONOTONIC at receipt minus the commit timestamp.\n"
-	       "\n"
-	       "  -s, --socket PATH    the broker's socket (required)\n"
-	       "      --mode MODE      busy (expbus_next_batch(c, 0) in a spin loop)\n"
-	       "                       or sleep (a 100 ms timeout: sleeps on the\n"
-	       "                       eventfd) (default busy)\n"
-	       "      --samples N      records measured (default 1000000)\n"
-	       "      --warmup N       records before them, not measured (default\n"
-	       "                       N/100, at least 100)\n"
-	       "      --rate R         records per second (default 50000)\n"
-	       "      --record-size N  bytes, header included, >= 40, multiple of 8\n"
-	       "                       (default 64)\n"
-	       "Prints one JSON line: commit_to_visible (what is asked),\n"
-	       "commit_to_publish (producer ring and broker) and\n"
-	       "publish_to_visible (batch ring and wakeup), each with count, min,\n"
-	       "mean, p50, p90, p99, p99.9, p99.99 and max in ns.\n");
+	printf(
+	    "Usage: latency --socket PATH [OPTION]...\n"
+	    "Commit-to-visible latency through expbusd, batch size 1: a forked\n"
+	    "producer commits records at --rate, the subscriber measures\n"
+	    "CLOCK_MONOTONIC at receipt minus the commit timestamp.\n"
+	    "\n"
+	    "  -s, --socket PATH    the broker's socket (required)\n"
+	    "      --mode MODE      busy (expbus_next_batch(c, 0) in a spin loop)\n"
+	    "                       or sleep (a 100 ms timeout: sleeps on the\n"
+	    "                       eventfd) (default busy)\n"
+	    "      --samples N      records measured (default 1000000)\n"
+	    "      --warmup N       records before them, not measured (default\n"
+	    "                       N/100, at least 100)\n"
+	    "      --rate R         records per second (default 50000)\n"
+	    "      --record-size N  bytes, header included, >= 40, multiple of 8\n"
+	    "                       (default 64)\n"
+	    "Prints one JSON line: commit_to_visible (what is asked),\n"
+	    "commit_to_publish (producer ring and broker) and\n"
+	    "publish_to_visible (batch ring and wakeup), each with count, min,\n"
+	    "mean, p50, p90, p99, p99.9, p99.99 and max in ns.\n");
 }
 
 static int parse(int argc, char **argv, struct lat_opts *o)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"mode", required_argument, NULL, 'm'},
-		{"samples", required_argument, NULL, 'n'},
-		{"warmup", required_argument, NULL, 'w'},
-		{"rate", required_argument, NULL, 'r'},
-		{"record-size", required_argument, NULL, 'z'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"mode", required_argument, NULL, 'm'},
+	    {"samples", required_argument, NULL, 'n'},
+	    {"warmup", required_argument, NULL, 'w'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"record-size", required_argument, NULL, 'z'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	bool warm = false;
 	int c;
 
 	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
 		switch (c) {
-		case 's': o->socket = optarg; break;
+		case 's':
+			o->socket = optarg;
+			break;
 		case 'm':
 			if (strcmp(optarg, "busy") && strcmp(optarg, "sleep")) {
-				fprintf(stderr, "latency: --mode busy or sleep\n");
+				fprintf(stderr,
+					"latency: --mode busy or sleep\n");
 				return 2;
 			}
 			o->busy = strcmp(optarg, "busy") == 0;
 			break;
-		case 'n': o->samples = strtoull(optarg, NULL, 10); break;
-		case 'w': o->warmup = strtoull(optarg, NULL, 10); warm = true; break;
-		case 'r': o->rate = strtod(optarg, NULL); break;
-		case 'z': o->record_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'h': usage(); exit(0);
-		default: return 2;
+		case 'n':
+			o->samples = strtoull(optarg, NULL, 10);
+			break;
+		case 'w':
+			o->warmup = strtoull(optarg, NULL, 10);
+			warm = true;
+			break;
+		case 'r':
+			o->rate = strtod(optarg, NULL);
+			break;
+		case 'z':
+			o->record_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'h':
+			usage();
+			exit(0);
+		default:
+			return 2;
 		}
 	}
 	if (!o->socket || o->samples == 0 || o->rate <= 0 ||
@@ -119,7 +119,8 @@ static int parse(int argc, char **argv, struct lat_opts *o)
 
 static void producer(const struct lat_opts *o, int ready_fd, int go_fd)
 {
-	const struct pattern pt = {.games = 4, .episode_len = 100, .players = 2};
+	const struct pattern pt = {
+	    .games = 4, .episode_len = 100, .players = 2};
 	struct expbus_producer_options popts = {.ring_slots = 4096};
 	struct expbus_producer *p = NULL;
 	struct expbus *bus = NULL;
@@ -135,7 +136,8 @@ static void producer(const struct lat_opts *o, int ready_fd, int go_fd)
 	snprintf(schema, sizeof(schema), "payload u8[%u]", o->record_size - 32);
 	err = expbus_new(o->socket, &bus);
 	if (err == 0)
-		err = expbus_producer_attach(bus, o->stream, schema, &popts, &p);
+		err =
+		    expbus_producer_attach(bus, o->stream, schema, &popts, &p);
 	if (err < 0) {
 		fprintf(stderr, "latency: producer: %s\n",
 			bus ? expbus_last_error(bus) : strerror(-err));
@@ -155,7 +157,8 @@ static void producer(const struct lat_opts *o, int ready_fd, int go_fd)
 			break;
 		r = span.first;
 		pattern_header(&pt, 0, s, r);
-		pattern_fill(pattern_base(0, s), expbus_record_data(r), data_size);
+		pattern_fill(pattern_base(0, s), expbus_record_data(r),
+			     data_size);
 		err = expbus_commit(p, 1);
 		if (err < 0)
 			break;
@@ -177,10 +180,10 @@ static int column_index(struct expbus_consumer *c, const char *name)
 
 int main(int argc, char **argv)
 {
-	struct lat_opts o = {.busy = true, .samples = 1000000, .rate = 50000,
-			     .record_size = 64};
-	struct expbus_subscribe_options so = {.batch_size = 1, .max_delay_us = 1000,
-					      .batch_slots = 1024};
+	struct lat_opts o = {
+	    .busy = true, .samples = 1000000, .rate = 50000, .record_size = 64};
+	struct expbus_subscribe_options so = {
+	    .batch_size = 1, .max_delay_us = 1000, .batch_slots = 1024};
 	static struct hist total, broker, deliver;
 	struct expbus_consumer *c = NULL;
 	struct expbus *bus = NULL;
@@ -193,8 +196,8 @@ int main(int argc, char **argv)
 	err = parse(argc, argv, &o);
 	if (err)
 		return err;
-	snprintf(o.stream, sizeof(o.stream), "latency-%s-%d", o.busy ? "busy" : "sleep",
-		 (int)getpid());
+	snprintf(o.stream, sizeof(o.stream), "latency-%s-%d",
+		 o.busy ? "busy" : "sleep", (int)getpid());
 	want = o.samples + o.warmup;
 	hist_init(&total);
 	hist_init(&broker);
@@ -243,7 +246,8 @@ int main(int argc, char **argv)
 		if (err == -EAGAIN || err == -ETIMEDOUT || err == -EINTR)
 			continue;
 		if (err < 0) {
-			fprintf(stderr, "latency: next_batch: %s\n", expbus_last_error(bus));
+			fprintf(stderr, "latency: next_batch: %s\n",
+				expbus_last_error(bus));
 			goto fail;
 		}
 		t = now_ns();
@@ -260,12 +264,17 @@ int main(int argc, char **argv)
 				hist_record(&total, t - stamp);
 				/* publish_ns may precede the stamp: the broker
 				 * stamps a batch with the time its loop pass
-				 * began (src/broker/merge.c), which can be before
-				 * the commit it then takes. Count, clamp to 0. */
+				 * began (src/broker/merge.c), which can be
+				 * before the commit it then takes. Count, clamp
+				 * to 0. */
 				if (b->publish_ns < stamp)
 					publish_early++;
-				hist_record(&broker, b->publish_ns > stamp ? b->publish_ns - stamp : 0);
-				hist_record(&deliver, t > b->publish_ns ? t - b->publish_ns : 0);
+				hist_record(&broker, b->publish_ns > stamp
+							 ? b->publish_ns - stamp
+							 : 0);
+				hist_record(&deliver, t > b->publish_ns
+							  ? t - b->publish_ns
+							  : 0);
 			}
 		}
 		got += b->count;
@@ -294,7 +303,8 @@ fail:
 out:
 	expbus_consumer_close(c);
 	expbus_free(bus);
-	if (waitpid(child, &err, 0) == child && (!WIFEXITED(err) || WEXITSTATUS(err)))
+	if (waitpid(child, &err, 0) == child &&
+	    (!WIFEXITED(err) || WEXITSTATUS(err)))
 		status = 1;
 	return status;
 }

@@ -28,6 +28,7 @@
 #include "expbus.h"
 #include "layout.h"
 #include "pattern.h"
+#include "clock.h"
 
 #define MAX_PRODUCERS 2048
 
@@ -51,14 +52,6 @@ struct mem {
 
 static const struct pattern pt = {.games = 4, .episode_len = 100, .players = 2};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Nanoseconds pid has run on a CPU: schedstat, else utime + stime. */
 static uint64_t cpu_ns(int pid)
 {
@@ -78,12 +71,16 @@ static uint64_t cpu_ns(int pid)
 	f = fopen(path, "r");
 	if (!f)
 		return 0;
-	/* Fields 14 and 15; the command name (2) may hold spaces, skip past ')'. */
-	if (fscanf(f, "%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-		   &ut, &st) != 2)
+	/* Fields 14 and 15; the command name (2) may hold spaces, skip past
+	 * ')'. */
+	if (fscanf(
+		f,
+		"%*[^)]) %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+		&ut, &st) != 2)
 		ut = st = 0;
 	fclose(f);
-	return (ut + st) * (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
+	return (ut + st) *
+	       (1000000000ull / (unsigned long long)sysconf(_SC_CLK_TCK));
 }
 
 static void read_mem(int pid, struct mem *m)
@@ -121,15 +118,6 @@ static void read_mem(int pid, struct mem *m)
 	}
 }
 
-static void sleep_until(uint64_t t)
-{
-	struct timespec ts = {.tv_sec = (time_t)(t / 1000000000u),
-			      .tv_nsec = (long)(t % 1000000000u)};
-
-	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
-		;
-}
-
 static uint64_t planned(const struct scale_opts *o)
 {
 	return (uint64_t)(o->rate * o->duration);
@@ -151,7 +139,8 @@ static void producer(const struct scale_opts *o, uint32_t k, int ready_fd,
 	snprintf(schema, sizeof(schema), "payload u8[%u]", o->record_size - 32);
 	err = expbus_new(o->socket, &bus);
 	if (err == 0)
-		err = expbus_producer_attach(bus, o->stream, schema, &popts, &p);
+		err =
+		    expbus_producer_attach(bus, o->stream, schema, &popts, &p);
 	if (err < 0) {
 		fprintf(stderr, "scale: producer %u: %s\n", k,
 			bus ? expbus_last_error(bus) : strerror(-err));
@@ -173,7 +162,8 @@ static void producer(const struct scale_opts *o, uint32_t k, int ready_fd,
 			break;
 		r = span.first;
 		pattern_header(&pt, k, s, r);
-		pattern_fill(pattern_base(k, s), expbus_record_data(r), data_size);
+		pattern_fill(pattern_base(k, s), expbus_record_data(r),
+			     data_size);
 		err = expbus_commit(p, 1);
 		if (err < 0)
 			break;
@@ -222,12 +212,14 @@ static void check_batch(struct checker *ck, struct expbus_consumer *c,
 			continue;
 		}
 		pattern_header(&pt, p, s, &want);
-		if (want.game != g || want.player != ((const uint32_t *)player.data)[i] ||
+		if (want.game != g ||
+		    want.player != ((const uint32_t *)player.data)[i] ||
 		    want.turn != ((const uint32_t *)turn.data)[i] ||
 		    want.flags != ((const uint32_t *)flags.data)[i] ||
 		    pattern_check(pattern_base(p, s),
-				  (const uint8_t *)data.data + (size_t)i * ck->data_size, 0,
-				  ck->data_size))
+				  (const uint8_t *)data.data +
+				      (size_t)i * ck->data_size,
+				  0, ck->data_size))
 			ck->corrupt++;
 		if (s != ck->next_seq[p])
 			ck->order_errors++;
@@ -237,39 +229,44 @@ static void check_batch(struct checker *ck, struct expbus_consumer *c,
 
 static void usage(void)
 {
-	printf("Usage: scale --socket PATH --broker-pid PID [OPTION]...\n"
-	       "Broker CPU per record and memory with many producers attached.\n"
-	       "\n"
-	       "  -s, --socket PATH     the broker's socket (required)\n"
-	       "      --broker-pid PID  the broker to measure (required)\n"
-	       "  -n, --producers N     producer processes (default 1000)\n"
-	       "      --rate R          records/s per producer (default 20)\n"
-	       "      --duration SEC    how long each writes (default 5); the\n"
-	       "                        window measured is its middle 80 %%\n"
-	       "      --record-size N   bytes, header included (default 64)\n"
-	       "      --ring-slots N    slots per producer ring (default 64)\n"
-	       "      --batch-size B    the subscription's (default 256)\n"
-	       "      --max-delay-us D  the subscription's (default 10000)\n");
+	printf(
+	    "Usage: scale --socket PATH --broker-pid PID [OPTION]...\n"
+	    "Broker CPU per record and memory with many producers attached.\n"
+	    "\n"
+	    "  -s, --socket PATH     the broker's socket (required)\n"
+	    "      --broker-pid PID  the broker to measure (required)\n"
+	    "  -n, --producers N     producer processes (default 1000)\n"
+	    "      --rate R          records/s per producer (default 20)\n"
+	    "      --duration SEC    how long each writes (default 5); the\n"
+	    "                        window measured is its middle 80 %%\n"
+	    "      --record-size N   bytes, header included (default 64)\n"
+	    "      --ring-slots N    slots per producer ring (default 64)\n"
+	    "      --batch-size B    the subscription's (default 256)\n"
+	    "      --max-delay-us D  the subscription's (default 10000)\n");
 }
 
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"socket", required_argument, NULL, 's'},
-		{"broker-pid", required_argument, NULL, 'P'},
-		{"producers", required_argument, NULL, 'n'},
-		{"rate", required_argument, NULL, 'r'},
-		{"duration", required_argument, NULL, 'd'},
-		{"record-size", required_argument, NULL, 'z'},
-		{"ring-slots", required_argument, NULL, 'R'},
-		{"batch-size", required_argument, NULL, 'B'},
-		{"max-delay-us", required_argument, NULL, 'D'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"socket", required_argument, NULL, 's'},
+	    {"broker-pid", required_argument, NULL, 'P'},
+	    {"producers", required_argument, NULL, 'n'},
+	    {"rate", required_argument, NULL, 'r'},
+	    {"duration", required_argument, NULL, 'd'},
+	    {"record-size", required_argument, NULL, 'z'},
+	    {"ring-slots", required_argument, NULL, 'R'},
+	    {"batch-size", required_argument, NULL, 'B'},
+	    {"max-delay-us", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
-	struct scale_opts o = {.producers = 1000, .rate = 20, .duration = 5,
-			       .record_size = 64, .ring_slots = 64,
-			       .batch_size = 256, .max_delay_us = 10000};
+	struct scale_opts o = {.producers = 1000,
+			       .rate = 20,
+			       .duration = 5,
+			       .record_size = 64,
+			       .ring_slots = 64,
+			       .batch_size = 256,
+			       .max_delay_us = 10000};
 	struct expbus_subscribe_options so = {.batch_slots = 64};
 	struct checker ck = {0};
 	struct expbus_consumer *c = NULL;
@@ -279,7 +276,8 @@ int main(int argc, char **argv)
 	uint32_t started = 0, ready_n = 0;
 	uint64_t t_start, t_attached, t_go, w_start = 0, w_end = 0, want;
 	uint64_t cpu0 = 0, cpu1 = 0, rec0 = 0, rec1 = 0, pcpu0 = 0, pcpu1 = 0;
-	uint64_t child_rss_kb = 0, loops0 = 0, loops1 = 0, sleeps0 = 0, sleeps1 = 0;
+	uint64_t child_rss_kb = 0, loops0 = 0, loops1 = 0, sleeps0 = 0,
+		 sleeps1 = 0;
 	const struct stats_segment *st = NULL;
 	const void *seg = NULL;
 	size_t seg_size = 0;
@@ -287,17 +285,38 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "s:n:h", opts, NULL)) != -1) {
 		switch (opt) {
-		case 's': o.socket = optarg; break;
-		case 'P': o.broker_pid = atoi(optarg); break;
-		case 'n': o.producers = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'r': o.rate = strtod(optarg, NULL); break;
-		case 'd': o.duration = strtod(optarg, NULL); break;
-		case 'z': o.record_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'R': o.ring_slots = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'B': o.batch_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'D': o.max_delay_us = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'h': usage(); return 0;
-		default: return 2;
+		case 's':
+			o.socket = optarg;
+			break;
+		case 'P':
+			o.broker_pid = atoi(optarg);
+			break;
+		case 'n':
+			o.producers = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			o.rate = strtod(optarg, NULL);
+			break;
+		case 'd':
+			o.duration = strtod(optarg, NULL);
+			break;
+		case 'z':
+			o.record_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'R':
+			o.ring_slots = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'B':
+			o.batch_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'D':
+			o.max_delay_us = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'h':
+			usage();
+			return 0;
+		default:
+			return 2;
 		}
 	}
 	if (!o.socket || o.broker_pid <= 0 || !o.producers ||
@@ -338,11 +357,14 @@ int main(int argc, char **argv)
 	}
 	t_attached = now_ns();
 	if (failed_attach) {
-		fprintf(stderr, "scale: %d producers could not attach\n", failed_attach);
+		fprintf(stderr, "scale: %d producers could not attach\n",
+			failed_attach);
 		goto fail;
 	}
-	if (expbus_new(o.socket, &bus) < 0 || expbus_subscribe(bus, o.stream, &so, &c) < 0) {
-		fprintf(stderr, "scale: subscribe: %s\n", bus ? expbus_last_error(bus) : "");
+	if (expbus_new(o.socket, &bus) < 0 ||
+	    expbus_subscribe(bus, o.stream, &so, &c) < 0) {
+		fprintf(stderr, "scale: subscribe: %s\n",
+			bus ? expbus_last_error(bus) : "");
 		goto fail;
 	}
 	if (expbus_stats_map(bus, &seg, &seg_size) == 0)
@@ -379,14 +401,17 @@ int main(int argc, char **argv)
 				w_start = t;
 				cpu0 = cpu_ns(o.broker_pid);
 				if (st) {
-					loops0 = atomic_load_explicit(&st->loops, memory_order_relaxed);
-					sleeps0 = atomic_load_explicit(&st->sleeps, memory_order_relaxed);
+					loops0 = atomic_load_explicit(
+					    &st->loops, memory_order_relaxed);
+					sleeps0 = atomic_load_explicit(
+					    &st->sleeps, memory_order_relaxed);
 				}
 				rec0 = ck.records;
 				for (uint32_t k = 0; k < o.producers; k++)
 					pcpu0 += cpu_ns(kids[k]);
 				{
-					/* Now, while every producer surely lives. */
+					/* Now, while every producer surely
+					 * lives. */
 					struct mem cm;
 					read_mem(kids[0], &cm);
 					child_rss_kb = cm.rss_kb;
@@ -396,8 +421,10 @@ int main(int argc, char **argv)
 				w_end = t;
 				cpu1 = cpu_ns(o.broker_pid);
 				if (st) {
-					loops1 = atomic_load_explicit(&st->loops, memory_order_relaxed);
-					sleeps1 = atomic_load_explicit(&st->sleeps, memory_order_relaxed);
+					loops1 = atomic_load_explicit(
+					    &st->loops, memory_order_relaxed);
+					sleeps1 = atomic_load_explicit(
+					    &st->sleeps, memory_order_relaxed);
 				}
 				rec1 = ck.records;
 				for (uint32_t k = 0; k < o.producers; k++)
@@ -405,14 +432,18 @@ int main(int argc, char **argv)
 				read_mem(o.broker_pid, &during);
 			}
 			if (t > t_go + (uint64_t)((o.duration + 20) * 1e9)) {
-				fprintf(stderr, "scale: records missing after the run\n");
+				fprintf(
+				    stderr,
+				    "scale: records missing after the run\n");
 				goto fail;
 			}
 			err = expbus_next_batch(c, 20, &b);
-			if (err == -EAGAIN || err == -ETIMEDOUT || err == -EINTR)
+			if (err == -EAGAIN || err == -ETIMEDOUT ||
+			    err == -EINTR)
 				continue;
 			if (err < 0) {
-				fprintf(stderr, "scale: next_batch: %s\n", expbus_last_error(bus));
+				fprintf(stderr, "scale: next_batch: %s\n",
+					expbus_last_error(bus));
 				goto fail;
 			}
 			check_batch(&ck, c, b);
@@ -427,31 +458,40 @@ int main(int argc, char **argv)
 		double wsec = (double)(w_end - w_start) / 1e9;
 		uint64_t dr = rec1 - rec0;
 
-		printf("{\"producers\":%u,\"rate_per_producer\":%.2f,\"total_rate\":%.1f,"
-		       "\"record_size\":%u,\"ring_slots\":%u,\"batch_size\":%u,"
-		       "\"max_delay_us\":%u,\"records\":%" PRIu64 ",\"corrupt\":%" PRIu64
-		       ",\"order_errors\":%" PRIu64 ",\"attach_s\":%.3f,"
-		       "\"window_s\":%.3f,\"window_records\":%" PRIu64
-		       ",\"records_per_s\":%.1f,\"broker_cpu_pct\":%.3f,"
-		       "\"broker_cpu_ns_per_record\":%.1f,"
-		       "\"producers_cpu_pct\":%.3f,\"producers_cpu_ns_per_record\":%.1f,"
-		       "\"broker_loops_per_s\":%.1f,\"broker_sleeps_per_s\":%.1f,"
-		       "\"broker_cpu_ns_per_loop\":%.1f,"
-		       "\"broker_mem\":{\"idle_rss_kb\":%" PRIu64 ",\"rss_kb\":%" PRIu64
-		       ",\"anon_kb\":%" PRIu64 ",\"shmem_kb\":%" PRIu64
-		       ",\"memfd_mapped_bytes\":%" PRIu64 ",\"memfd_maps\":%u},"
-		       "\"producer_rss_kb\":%" PRIu64 "}\n",
-		       o.producers, o.rate, o.rate * o.producers, o.record_size,
-		       o.ring_slots, o.batch_size, o.max_delay_us, ck.records, ck.corrupt,
-		       ck.order_errors, (double)(t_attached - t_start) / 1e9, wsec, dr,
-		       (double)dr / wsec, 100.0 * (double)(cpu1 - cpu0) / 1e9 / wsec,
-		       dr ? (double)(cpu1 - cpu0) / (double)dr : 0.0,
-		       100.0 * (double)(pcpu1 - pcpu0) / 1e9 / wsec,
-		       dr ? (double)(pcpu1 - pcpu0) / (double)dr : 0.0,
-		       (double)(loops1 - loops0) / wsec, (double)(sleeps1 - sleeps0) / wsec,
-		       loops1 > loops0 ? (double)(cpu1 - cpu0) / (double)(loops1 - loops0) : 0.0,
-		       bmem_idle.rss_kb, during.rss_kb, during.anon_kb, during.shmem_kb,
-		       during.memfd_bytes, during.memfd_maps, child_rss_kb);
+		printf(
+		    "{\"producers\":%u,\"rate_per_producer\":%.2f,\"total_rate\":%.1f,"
+		    "\"record_size\":%u,\"ring_slots\":%u,\"batch_size\":%u,"
+		    "\"max_delay_us\":%u,\"records\":%" PRIu64
+		    ",\"corrupt\":%" PRIu64 ",\"order_errors\":%" PRIu64
+		    ",\"attach_s\":%.3f,"
+		    "\"window_s\":%.3f,\"window_records\":%" PRIu64
+		    ",\"records_per_s\":%.1f,\"broker_cpu_pct\":%.3f,"
+		    "\"broker_cpu_ns_per_record\":%.1f,"
+		    "\"producers_cpu_pct\":%.3f,\"producers_cpu_ns_per_record\":%.1f,"
+		    "\"broker_loops_per_s\":%.1f,\"broker_sleeps_per_s\":%.1f,"
+		    "\"broker_cpu_ns_per_loop\":%.1f,"
+		    "\"broker_mem\":{\"idle_rss_kb\":%" PRIu64
+		    ",\"rss_kb\":%" PRIu64 ",\"anon_kb\":%" PRIu64
+		    ",\"shmem_kb\":%" PRIu64 ",\"memfd_mapped_bytes\":%" PRIu64
+		    ",\"memfd_maps\":%u},"
+		    "\"producer_rss_kb\":%" PRIu64 "}\n",
+		    o.producers, o.rate, o.rate * o.producers, o.record_size,
+		    o.ring_slots, o.batch_size, o.max_delay_us, ck.records,
+		    ck.corrupt, ck.order_errors,
+		    (double)(t_attached - t_start) / 1e9, wsec, dr,
+		    (double)dr / wsec,
+		    100.0 * (double)(cpu1 - cpu0) / 1e9 / wsec,
+		    dr ? (double)(cpu1 - cpu0) / (double)dr : 0.0,
+		    100.0 * (double)(pcpu1 - pcpu0) / 1e9 / wsec,
+		    dr ? (double)(pcpu1 - pcpu0) / (double)dr : 0.0,
+		    (double)(loops1 - loops0) / wsec,
+		    (double)(sleeps1 - sleeps0) / wsec,
+		    loops1 > loops0
+			? (double)(cpu1 - cpu0) / (double)(loops1 - loops0)
+			: 0.0,
+		    bmem_idle.rss_kb, during.rss_kb, during.anon_kb,
+		    during.shmem_kb, during.memfd_bytes, during.memfd_maps,
+		    child_rss_kb);
 	}
 	if (ck.corrupt || ck.order_errors)
 		status = 1;
@@ -467,7 +507,8 @@ out:
 	expbus_free(bus);
 	for (uint32_t k = 0; k < started; k++) {
 		int ws;
-		if (waitpid(kids[k], &ws, 0) == kids[k] && (!WIFEXITED(ws) || WEXITSTATUS(ws)))
+		if (waitpid(kids[k], &ws, 0) == kids[k] &&
+		    (!WIFEXITED(ws) || WEXITSTATUS(ws)))
 			status = 1;
 	}
 	free(kids);

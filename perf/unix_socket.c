@@ -26,10 +26,11 @@
 
 #include "expbus.h"
 #include "pattern.h"
+#include "clock.h"
 
 #define MAX_PRODUCERS 1024
-#define WRITE_BYTES (256u << 10) /* records per writev: about this much */
-#define MAX_IOV 64               /* and at most this many */
+#define WRITE_BYTES   (256u << 10) /* records per writev: about this much */
+#define MAX_IOV	      64	   /* and at most this many */
 
 struct us_opts {
 	uint32_t producers;
@@ -39,32 +40,25 @@ struct us_opts {
 
 struct conn {
 	int fd;
-	uint32_t p;        /* producer index */
+	uint32_t p;	   /* producer index */
 	uint64_t next_seq; /* the seq the next record must carry */
-	size_t fill;       /* bytes in buf */
+	size_t fill;	   /* bytes in buf */
 	uint8_t *buf;
 };
 
 static const struct pattern pt = {.games = 4, .episode_len = 100, .players = 2};
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static void usage(void)
 {
-	printf("Usage: unix_socket [OPTION]...\n"
-	       "N producer processes writev() patterned records over a Unix stream\n"
-	       "socket each; one reader read()s and checks them. One JSON line.\n"
-	       "\n"
-	       "  -n, --producers N    producer processes (default 8)\n"
-	       "      --count N        records per producer (default 100000)\n"
-	       "      --record-size N  bytes, 32-byte header included, >= 40 and a\n"
-	       "                       multiple of 8 (default 64)\n");
+	printf(
+	    "Usage: unix_socket [OPTION]...\n"
+	    "N producer processes writev() patterned records over a Unix stream\n"
+	    "socket each; one reader read()s and checks them. One JSON line.\n"
+	    "\n"
+	    "  -n, --producers N    producer processes (default 8)\n"
+	    "      --count N        records per producer (default 100000)\n"
+	    "      --record-size N  bytes, 32-byte header included, >= 40 and a\n"
+	    "                       multiple of 8 (default 64)\n");
 }
 
 static void producer(const struct us_opts *o, const struct sockaddr_un *addr,
@@ -82,7 +76,8 @@ static void producer(const struct us_opts *o, const struct sockaddr_un *addr,
 		per = MAX_IOV;
 	buf = aligned_alloc(64, per * size);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (!buf || fd < 0 || connect(fd, (const struct sockaddr *)addr, alen) < 0) {
+	if (!buf || fd < 0 ||
+	    connect(fd, (const struct sockaddr *)addr, alen) < 0) {
 		perror("unix_socket: producer");
 		_exit(1);
 	}
@@ -97,11 +92,12 @@ static void producer(const struct us_opts *o, const struct sockaddr_un *addr,
 
 		for (size_t i = 0; i < n; i++) {
 			struct expbus_record_header *r =
-				(struct expbus_record_header *)(buf + i * size);
+			    (struct expbus_record_header *)(buf + i * size);
 			r->seq = s + i;
 			r->timestamp_ns = stamp;
 			pattern_header(&pt, p, s + i, r);
-			pattern_fill(pattern_base(p, s + i), r + 1, size - sizeof(*r));
+			pattern_fill(pattern_base(p, s + i), r + 1,
+				     size - sizeof(*r));
 			iov[i].iov_base = r;
 			iov[i].iov_len = size;
 		}
@@ -139,7 +135,7 @@ static void consume(struct conn *c, size_t size, uint64_t *records,
 
 	for (; c->fill - off >= size; off += size) {
 		const struct expbus_record_header *r =
-			(const struct expbus_record_header *)(c->buf + off);
+		    (const struct expbus_record_header *)(c->buf + off);
 		struct expbus_record_header want;
 
 		pattern_header(&pt, c->p, r->seq, &want);
@@ -161,11 +157,11 @@ static void consume(struct conn *c, size_t size, uint64_t *records,
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"producers", required_argument, NULL, 'n'},
-		{"count", required_argument, NULL, 'c'},
-		{"record-size", required_argument, NULL, 'z'},
-		{"help", no_argument, NULL, 'h'},
-		{0},
+	    {"producers", required_argument, NULL, 'n'},
+	    {"count", required_argument, NULL, 'c'},
+	    {"record-size", required_argument, NULL, 'z'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	struct us_opts o = {.producers = 8, .count = 100000, .record_size = 64};
 	struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -179,15 +175,24 @@ int main(int argc, char **argv)
 
 	while ((opt = getopt_long(argc, argv, "n:h", opts, NULL)) != -1) {
 		switch (opt) {
-		case 'n': o.producers = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'c': o.count = strtoull(optarg, NULL, 10); break;
-		case 'z': o.record_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'h': usage(); return 0;
-		default: return 2;
+		case 'n':
+			o.producers = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'c':
+			o.count = strtoull(optarg, NULL, 10);
+			break;
+		case 'z':
+			o.record_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'h':
+			usage();
+			return 0;
+		default:
+			return 2;
 		}
 	}
-	if (o.producers < 1 || o.producers > MAX_PRODUCERS || o.record_size < 40 ||
-	    o.record_size % 8 || !o.count) {
+	if (o.producers < 1 || o.producers > MAX_PRODUCERS ||
+	    o.record_size < 40 || o.record_size % 8 || !o.count) {
 		fprintf(stderr, "unix_socket: bad arguments; try --help\n");
 		return 2;
 	}
@@ -254,7 +259,8 @@ int main(int argc, char **argv)
 		}
 		for (int i = 0; i < n; i++) {
 			struct conn *c = evs[i].data.ptr;
-			ssize_t r = read(c->fd, c->buf + c->fill, cap - c->fill);
+			ssize_t r =
+			    read(c->fd, c->buf + c->fill, cap - c->fill);
 
 			if (r < 0 && errno == EINTR)
 				continue;
@@ -282,19 +288,23 @@ int main(int argc, char **argv)
 		free(conns[k].buf);
 	}
 	{
-		double secs = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
+		double secs =
+		    t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
 		uint64_t bytes = records * o.record_size;
 		uint64_t missing = o.count * o.producers > records
-					   ? o.count * o.producers - records
-					   : 0;
+				       ? o.count * o.producers - records
+				       : 0;
 
-		printf("{\"producers\":%u,\"record_size\":%u,\"records\":%" PRIu64
-		       ",\"bytes\":%" PRIu64 ",\"seconds\":%.6f,\"records_per_s\":%.1f"
-		       ",\"gb_per_s\":%.4f,\"corrupt\":%" PRIu64 ",\"order_errors\":%" PRIu64
-		       ",\"missing\":%" PRIu64 "}\n",
-		       o.producers, o.record_size, records, bytes, secs,
-		       secs > 0 ? (double)records / secs : 0,
-		       secs > 0 ? (double)bytes / secs / 1e9 : 0, corrupt, order, missing);
+		printf(
+		    "{\"producers\":%u,\"record_size\":%u,\"records\":%" PRIu64
+		    ",\"bytes\":%" PRIu64
+		    ",\"seconds\":%.6f,\"records_per_s\":%.1f"
+		    ",\"gb_per_s\":%.4f,\"corrupt\":%" PRIu64
+		    ",\"order_errors\":%" PRIu64 ",\"missing\":%" PRIu64 "}\n",
+		    o.producers, o.record_size, records, bytes, secs,
+		    secs > 0 ? (double)records / secs : 0,
+		    secs > 0 ? (double)bytes / secs / 1e9 : 0, corrupt, order,
+		    missing);
 		if (corrupt || order || missing)
 			status = 1;
 	}

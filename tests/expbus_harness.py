@@ -22,15 +22,15 @@ def expbus_exe():
 
 
 class Broker:
-    def __init__(self, tmp_path):
+    def __init__(self, tmp_path, extra=()):
         self.dir = tmp_path
         self.socket = str(tmp_path / "expbus.sock")
         self.log_path = tmp_path / "broker.log"
         exe = build_dir() / "src" / "broker" / "expbusd"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(exe), "--socket", self.socket, "--log-level", "debug"],
-            stderr=self._log)
+            [str(exe), "--socket", self.socket, "--log-level", "debug",
+             *extra], stderr=self._log)
         self.children = []
         deadline = time.monotonic() + 10
         while not os.path.exists(self.socket):
@@ -44,14 +44,19 @@ class Broker:
     def expbus(self, *args):
         return [expbus_exe(), args[0], "--socket", self.socket, *args[1:]]
 
-    def start(self, *args, **kw):
-        """Starts `expbus ARGS` in the background, in a process group of
-        its own: pub forks its producers, and teardown kills them all."""
-        p = subprocess.Popen(self.expbus(*args), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, **kw)
+    def spawn(self, argv, **kw):
+        """Starts argv in the background, in a process group of its own
+        (pub forks its producers), killed with its group at teardown."""
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        kw.setdefault("text", True)
+        p = subprocess.Popen(argv, start_new_session=True, **kw)
         self.children.append(p)
         return p
+
+    def start(self, *args, **kw):
+        """Starts `expbus ARGS` in the background (see spawn)."""
+        return self.spawn(self.expbus(*args), **kw)
 
     def run(self, *args, timeout=60):
         return subprocess.run(self.expbus(*args), capture_output=True,
@@ -84,6 +89,12 @@ class Broker:
             except ProcessLookupError:
                 pass
             p.wait()
+            for f in (p.stdout, p.stderr):
+                if f:
+                    f.close()
+        if self.proc.poll() is not None:  # a test stopped it already
+            self._log.close()
+            return self.proc.returncode
         self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout=20)
@@ -93,8 +104,6 @@ class Broker:
             raise AssertionError("expbusd did not stop on SIGTERM")
         self._log.close()
         return rc
-
-
 
 
 def finish(proc, timeout=180):
@@ -108,10 +117,10 @@ def finish(proc, timeout=180):
     return proc.returncode, out, err
 
 
-def broker_fixture(tmp_path):
-    """The body of a `broker` fixture: yields a Broker, then stops it and
-    checks that it exited 0."""
-    b = Broker(tmp_path)
+def broker_fixture(tmp_path, cls=Broker):
+    """The body of a `broker` fixture: yields a cls (a Broker), then stops
+    it and checks that it exited 0."""
+    b = cls(tmp_path)
     try:
         yield b
     finally:

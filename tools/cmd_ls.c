@@ -100,7 +100,6 @@ int cmd_ls(const char *socket, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	struct stats_source src;
 	struct stats_view v = {0};
 	int c, err, status = 0;
 	bool first = true;
@@ -118,15 +117,9 @@ int cmd_ls(const char *socket, int argc, char **argv)
 			return EXIT_USAGE;
 		}
 	}
-	err = stats_source_open(CMD, socket, &src);
+	err = stats_view_snapshot(CMD, socket, &v);
 	if (err)
 		return err;
-	err = stats_view_take(src.seg, &v);
-	stats_source_close(&src);
-	if (err < 0) {
-		fprintf(stderr, "expbus ls: out of memory\n");
-		return 1;
-	}
 	if (v.n_streams == 0 && optind == argc)
 		printf(
 		    "no streams yet (a stream exists once a producer attaches)\n");

@@ -419,7 +419,6 @@ int cmd_stat(const char *socket, int argc, char **argv)
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
-	struct stats_source src;
 	struct stats_view v = {0};
 	enum format fmt = FMT_TABLE;
 	int c, err;
@@ -448,15 +447,9 @@ int cmd_stat(const char *socket, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage_error(CMD, "unexpected argument '%s'",
 				       argv[optind]);
-	err = stats_source_open(CMD, socket, &src);
+	err = stats_view_snapshot(CMD, socket, &v);
 	if (err)
 		return err;
-	err = stats_view_take(src.seg, &v);
-	stats_source_close(&src);
-	if (err < 0) {
-		fprintf(stderr, "expbus stat: out of memory\n");
-		return 1;
-	}
 	switch (fmt) {
 	case FMT_JSON:
 		print_json(&v);

@@ -16,9 +16,10 @@
 
 #include "expbus.h"
 
-#define PATTERN_GOLDEN	  0x9E3779B97F4A7C15ull
-#define PATTERN_MAX_GAMES 1000u /* game ids of a producer: p * 1000 + 0..999   \
-				 */
+#define PATTERN_GOLDEN 0x9E3779B97F4A7C15ull
+#define PATTERN_MAX_GAMES                                                      \
+	1000u /* game ids of a producer: p * 1000 + 0..999                     \
+	       */
 
 struct pattern {
 	uint32_t games;

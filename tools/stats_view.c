@@ -334,3 +334,20 @@ const char *sv_state_name(enum sv_state state)
 {
 	return state == SV_ATTACHED ? "attached" : "draining";
 }
+
+int stats_view_snapshot(const char *cmd, const char *socket,
+			struct stats_view *v)
+{
+	struct stats_source src;
+	int err = stats_source_open(cmd, socket, &src);
+
+	if (err)
+		return err;
+	err = stats_view_take(src.seg, v);
+	stats_source_close(&src);
+	if (err < 0) {
+		fprintf(stderr, "expbus %s: out of memory\n", cmd);
+		return 1;
+	}
+	return 0;
+}

@@ -89,6 +89,12 @@ void stats_source_close(struct stats_source *src);
 int stats_view_take(const struct stats_segment *seg, struct stats_view *v);
 void stats_view_free(struct stats_view *v);
 
+/* One snapshot for a one-shot command: open, take, close. On failure
+ * prints "expbus CMD: why" and returns the exit status to use; 0 on
+ * success. */
+int stats_view_snapshot(const char *cmd, const char *socket,
+			struct stats_view *v);
+
 /* Fills the rates of cur from the counters' growth since prev, matching
  * entries by id; those new in cur get 0. */
 void stats_view_rates(const struct stats_view *prev, struct stats_view *cur);

@@ -7,28 +7,22 @@ Against an AddressSanitizer build (EXPBUS_BUILD_DIR=build-asan), loading
 libexpbus.so into this interpreter would abort it (ASan must come first), so
 tests marked `binding` run in a child pytest with libasan preloaded."""
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
+sys.path.insert(0, str(ROOT / "tests"))
+import expbus_harness as harness  # noqa: E402
 
 PY = "/usr/bin/python3"
 GOLDEN = 0x9E3779B97F4A7C15
 
 
-def build_dir():
-    d = os.environ.get("EXPBUS_BUILD_DIR")
-    return Path(d) if d else ROOT / "build"
-
-
-def cli(*args):
-    return [str(build_dir() / "tools" / "expbus"), *args]
+build_dir = harness.build_dir
 
 
 def child_env(binding=False):
@@ -44,94 +38,28 @@ def child_env(binding=False):
     return env
 
 
-class Broker:
-    def __init__(self, tmp_path, extra=()):
-        self.dir = tmp_path
-        self.socket = str(tmp_path / "expbus.sock")
-        self.log_path = tmp_path / "broker.log"
-        self._log = open(self.log_path, "wb")
-        exe = build_dir() / "src" / "broker" / "expbusd"
-        self.proc = subprocess.Popen([str(exe), "--socket", self.socket, *extra],
-                                     stderr=self._log)
-        self.children = []
-        deadline = time.monotonic() + 10
-        while not os.path.exists(self.socket):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("expbusd did not start:\n" + self.log())
-            time.sleep(0.01)
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def start(self, argv, **kw):
-        """Starts a process that is killed at teardown."""
-        kw.setdefault("stdout", subprocess.PIPE)
-        kw.setdefault("stderr", subprocess.PIPE)
-        kw.setdefault("text", True)
-        p = subprocess.Popen(argv, **kw)
-        self.children.append(p)
-        return p
+class Broker(harness.Broker):
+    """The shared harness (tests/expbus_harness.py), plus Python children."""
 
     def pub(self, *args, **kw):
         """`expbus pub` in the background."""
-        return self.start(cli("pub", "--socket", self.socket, *args), **kw)
+        return self.start("pub", *args, **kw)
 
     def sub(self, *args, **kw):
-        return self.start(cli("sub", "--socket", self.socket, *args), **kw)
+        return self.start("sub", *args, **kw)
 
     def python(self, code, *args, binding=False, **kw):
         """A Python child running code (a string) with the package."""
-        return self.start([PY, "-c", code, self.socket, *args],
+        return self.spawn([PY, "-c", code, self.socket, *args],
                           env=child_env(binding), **kw)
-
-    def stat(self):
-        import json
-        r = subprocess.run(cli("stat", "--socket", self.socket, "--json"),
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 0, r.stderr
-        return json.loads(r.stdout)
-
-    def stop(self):
-        for p in self.children:
-            if p.poll() is None:
-                p.kill()
-            p.wait()
-            for f in (p.stdout, p.stderr):
-                if f:
-                    f.close()
-        if self.proc.poll() is not None:
-            self._log.close()
-            return self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("expbusd did not stop on SIGTERM")
-        self._log.close()
-        return rc
 
 
 @pytest.fixture
 def broker(tmp_path):
-    b = Broker(tmp_path)
-    try:
-        yield b
-    finally:
-        rc = b.stop()
-    assert rc == 0, "expbusd exited %d:\n%s" % (rc, b.log()[-4000:])
+    yield from harness.broker_fixture(tmp_path, Broker)
 
 
-def finish(proc, timeout=60):
-    """Waits for a started process; returns (rc, stdout, stderr)."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"timed out: {proc.args}\n{out}\n{err}")
-    return proc.returncode, out, err
+finish = harness.finish
 
 
 # ---------------------------------------------------------------------------

@@ -85,6 +85,7 @@ struct subscription {
 	uint64_t col_offset[MAX_COLUMNS];
 	uint32_t col_size[MAX_COLUMNS];
 	uint32_t ncolumns;
+	uint32_t record_bytes; /* sum of col_size: one record in a batch */
 	struct stats_sub *st;
 	/* Per batch slot, what its last published batch held, for the lag
 	 * in the stats: noted is the batch position counted up to. */
@@ -226,6 +227,11 @@ int stream_add_producer(struct stream *s, struct producer *p);
 void stream_remove_producer(struct stream *s, struct producer *p);
 int stream_add_subscription(struct broker *b, struct stream *s,
 			    struct subscription *sub, const char *group);
+/* Calls fn on every subscription of every stream, direct or in a group;
+ * fn must not add or remove subscriptions. */
+void stream_each_subscription(struct broker *b,
+			      void (*fn)(struct subscription *, void *),
+			      void *arg);
 /* Frees groups left without members (and their orphaned records). */
 void stream_prune_groups(struct broker *b, struct stream *s);
 bool stream_remove_subscription(struct broker *b, struct stream *s,

@@ -211,35 +211,22 @@ static int handle_cqes(struct broker *b)
 	return n;
 }
 
-/* Calls fn on every live subscription. */
-static void each_sub(struct broker *b,
-		     void (*fn)(struct subscription *, void *), void *arg)
-{
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
-			continue;
-		for (uint32_t j = 0; j < s->n_subs; j++)
-			fn(s->subs[j], arg);
-		for (uint32_t g = 0; g < s->n_groups; g++)
-			for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
-				fn(s->groups[g]->members[j], arg);
-	}
-}
-
 static void check_release(struct subscription *sub, void *arg)
 {
 	/* Looks at the release counter even when the broker does not need
 	 * room yet, so that a subscriber that lies is caught promptly. */
 	if (!sub->dead)
 		(void)merge_check_release(arg, sub);
+	/* The open batch's fill, for the stats: here rather than per record
+	 * on the data path (publishing sets it back to 0). */
+	stat_set(&sub->st->open_records, sub->open ? sub->open_count : 0);
 }
 
 /* Closes connections that never said what they are, checks every
  * subscriber's release counter and refreshes the ring tails in the stats. */
 static void housekeeping(struct broker *b)
 {
-	each_sub(b, check_release, b);
+	stream_each_subscription(b, check_release, b);
 	merge_refresh_tails(b);
 	for (struct conn *c = b->conns, *next; c; c = next) {
 		next = c->next;
@@ -286,7 +273,7 @@ static bool prepare_sleep(struct broker *b)
 				ok = false;
 		}
 	}
-	each_sub(b, sub_prepare, &ok);
+	stream_each_subscription(b, sub_prepare, &ok);
 	return ok;
 }
 
@@ -299,7 +286,7 @@ static void finish_sleep(struct broker *b)
 		for (uint32_t j = 0; j < s->n_producers; j++)
 			ring_consumer_sleep_done(&s->producers[j]->ring);
 	}
-	each_sub(b, sub_done, NULL);
+	stream_each_subscription(b, sub_done, NULL);
 }
 
 static void sleep_until(struct broker *b, uint64_t deadline)

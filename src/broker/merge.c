@@ -112,7 +112,6 @@ void merge_publish(struct broker *b, struct subscription *sub,
 		   enum expbus_flush_reason why)
 {
 	struct expbus_batch *batch = (struct expbus_batch *)sub->open;
-	uint64_t bytes = 0;
 
 	batch->seq = sub->batch_seq++;
 	batch->count = sub->open_count;
@@ -136,10 +135,9 @@ void merge_publish(struct broker *b, struct subscription *sub,
 		 */
 		(void)!write(sub->event_fd, &one, sizeof(one));
 	}
-	for (uint32_t c = 0; c < sub->ncolumns; c++)
-		bytes += sub->col_size[c];
 	stat_add(&sub->st->delivered, sub->open_count);
-	stat_add(&sub->st->delivered_bytes, bytes * sub->open_count);
+	stat_add(&sub->st->delivered_bytes,
+		 (uint64_t)sub->record_bytes * sub->open_count);
 	stat_add(&sub->st->batches[why], 1);
 	stat_set(&sub->st->published, sub->ring.pos);
 	stat_set(&sub->st->last_publish_ns, b->now_ns);
@@ -166,7 +164,6 @@ void merge_deliver(struct broker *b, struct subscription *sub,
 	}
 	slot = sub->open;
 	i = sub->open_count++;
-	stat_set(&sub->st->open_records, sub->open_count);
 	((uint64_t *)(slot + off[0]))[i] = seq;
 	((uint64_t *)(slot + off[1]))[i] = hdr->timestamp_ns;
 	((uint32_t *)(slot + off[2]))[i] = source;
@@ -369,36 +366,34 @@ int merge_pump(struct broker *b)
 	return (int)work;
 }
 
-static uint64_t flush_one(struct broker *b, struct subscription *sub,
-			  uint64_t now, bool all, uint64_t next)
+struct flush_pass {
+	struct broker *b;
+	uint64_t now;
+	uint64_t next; /* earliest deadline still to come */
+	bool all;      /* shutting down: publish every partial batch */
+};
+
+static void flush_one(struct subscription *sub, void *arg)
 {
+	struct flush_pass *f = arg;
 	uint64_t due;
 
 	if (!sub->open || sub->dead)
-		return next;
+		return;
 	due = sub->open_since_ns + sub->max_delay_ns;
-	if (all || now >= due) {
-		merge_publish(b, sub,
-			      all ? EXPBUS_FLUSH_DRAIN : EXPBUS_FLUSH_TIMEOUT);
-		return next;
-	}
-	return due < next ? due : next;
+	if (f->all || f->now >= due)
+		merge_publish(f->b, sub,
+			      f->all ? EXPBUS_FLUSH_DRAIN
+				     : EXPBUS_FLUSH_TIMEOUT);
+	else if (due < f->next)
+		f->next = due;
 }
 
 uint64_t merge_flush_due(struct broker *b, uint64_t now, bool all)
 {
-	uint64_t next = UINT64_MAX;
+	struct flush_pass f = {
+	    .b = b, .now = now, .next = UINT64_MAX, .all = all};
 
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
-			continue;
-		for (uint32_t j = 0; j < s->n_subs; j++)
-			next = flush_one(b, s->subs[j], now, all, next);
-		for (uint32_t g = 0; g < s->n_groups; g++)
-			for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
-				next = flush_one(b, s->groups[g]->members[j],
-						 now, all, next);
-	}
-	return next;
+	stream_each_subscription(b, flush_one, &f);
+	return f.next;
 }

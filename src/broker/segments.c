@@ -181,9 +181,11 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 	sub->seg = seg;
 	sub->seg_size = size;
 	sub->ncolumns = n;
+	sub->record_bytes = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		sub->col_offset[i] = cols[i].offset;
 		sub->col_size[i] = cols[i].elem_size;
+		sub->record_bytes += cols[i].elem_size;
 	}
 	/* FUTURE_WRITE after our own writable mmap: we keep writing, every
 	 * other holder of the fd can only map it read-only. */

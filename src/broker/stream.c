@@ -171,3 +171,19 @@ bool stream_remove_subscription(struct broker *b, struct stream *s,
 	}
 	return orphaned;
 }
+
+void stream_each_subscription(struct broker *b,
+			      void (*fn)(struct subscription *, void *),
+			      void *arg)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+		if (!s)
+			continue;
+		for (uint32_t j = 0; j < s->n_subs; j++)
+			fn(s->subs[j], arg);
+		for (uint32_t g = 0; g < s->n_groups; g++)
+			for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
+				fn(s->groups[g]->members[j], arg);
+	}
+}
