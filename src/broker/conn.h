@@ -5,16 +5,6 @@
 
 #include "broker.h"
 
-/* io_uring user-data tags; a connection's poll carries its pointer. */
-enum op_tag {
-	OP_POLL = 0,
-	OP_ACCEPT = 1,
-	OP_WAKE = 2,
-	OP_SIGNAL = 3,
-	OP_OTHER = 4
-};
-#define TAG_MASK 7u
-
 /* Takes an accepted fd: checks its credentials and the connection limit.
  * Returns the connection, or NULL (fd closed, reason logged). */
 struct conn *conn_new(struct broker *b, int fd);

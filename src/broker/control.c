@@ -36,7 +36,7 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	struct stream *s;
 	struct stats_producer *st;
 	uint32_t cap;
-	int fds[3] = {-1, b->wake_fd, -1}, e;
+	int fds[3] = {-1, -1, -1}, e;
 
 	if (len < sizeof(*m) || m->schema_len != len - sizeof(*m) ||
 	    m->schema_len >= SCHEMA_TEXT_MAX) {
@@ -135,12 +135,14 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	ok.data_size = s->schema.data_size;
 	ok.segment_size = p->seg_size;
 	ok.schema_hash = s->schema.hash;
+	fds[1] = p->doorbell->fd;
 	fds[2] = p->space_fd;
 	e = proto_send(c->fd, &ok, sizeof(ok), fds, 3);
 	(void)close(fds[0]);
 	p->conn = c;
 	c->kind = CONN_PRODUCER;
 	c->producer = p;
+	producer_activate(b, p); /* a resumed ring may hold records */
 	if (e < 0) {
 		log_info(b, "producer %u: reply failed: %s", p->id,
 			 strerror(-e));
@@ -197,7 +199,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	struct stream *s;
 	const char *why = subscribe_check(m, len);
 	char err[512];
-	int fds[4] = {-1, -1, -1, b->wake_fd}, e;
+	int fds[4] = {-1, -1, -1, -1}, e;
 	size_t tl;
 
 	if (why && !why[0]) {
@@ -269,6 +271,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	ok.m.batch_size = sub->batch_size;
 	proto_header(&ok.m.h, MSG_OK_SUBSCRIBE, sizeof(ok.m) + tl);
 	fds[2] = sub->event_fd;
+	fds[3] = sub->doorbell->fd;
 	e = proto_send(c->fd, &ok, sizeof(ok.m) + tl, fds, 4);
 	(void)close(fds[0]);
 	(void)close(fds[1]);
@@ -424,6 +427,9 @@ void control_hangup(struct broker *b, struct conn *c)
 			 p->id, (int)c->pid);
 		p->conn = NULL;
 		p->dead = true;
+		/* Drained by the data path, then reaped. */
+		producer_activate(b, p);
+		b->reap_pending = true;
 		if (p->st)
 			p->st->in_use = 2;
 		c->producer = NULL;
@@ -451,6 +457,7 @@ void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 	log_warn(b, "disconnecting pid %d (uid %d): %s", (int)c->pid,
 		 (int)c->uid, why);
 	stat_add(&b->stats->violations, 1);
+	b->reap_pending = true;
 	if (c->producer) {
 		c->producer->broken = true;
 		c->producer->conn = NULL;
@@ -461,6 +468,11 @@ void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 
 void control_reap(struct broker *b)
 {
+	/* A walk over everything, but only after something asked for it (a
+	 * hang-up, a violation, a drained or broken producer). */
+	if (!b->reap_pending)
+		return;
+	b->reap_pending = false;
 	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
 		struct stream *s = b->streams[i];
 		if (!s)
@@ -493,7 +505,9 @@ void control_reap(struct broker *b)
 					control_violation(
 					    b, sub->conn,
 					    "broke the batch ring protocol");
-					/* the group may be gone now */
+					/* the group may be gone now: look
+					 * again next time */
+					b->reap_pending = true;
 					goto next_stream;
 				}
 				j++;
