@@ -164,6 +164,8 @@ static void housekeeping(struct broker *b)
 	stream_each_subscription(b, check_release, b);
 	pump_refresh_tails(b);
 	control_expire_new(b);
+	if (b->cfg.group_idle_ns)
+		stream_expire_games(b, b->cfg.group_idle_ns);
 }
 
 static void sleep_until(struct broker *b, uint64_t deadline)

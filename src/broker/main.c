@@ -26,6 +26,10 @@ static const char usage[] =
     "      --batch N          default records per batch (default 32)\n"
     "      --delay-ms N       default maximum delay of a partial batch\n"
     "                         (default 100)\n"
+    "      --group-idle-s N   a subscription group forgets a game (which\n"
+    "                         member has it) after N s without a record;\n"
+    "                         it always does at the game's DONE or\n"
+    "                         TRUNCATED record (default 600; 0: never)\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
     "                         to stderr\n"
     "  -h, --help             show this help\n"
@@ -89,6 +93,7 @@ int main(int argc, char **argv)
 	    {"max-segment", required_argument, NULL, 'm'},
 	    {"batch", required_argument, NULL, 'b'},
 	    {"delay-ms", required_argument, NULL, 'd'},
+	    {"group-idle-s", required_argument, NULL, 'i'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
@@ -104,6 +109,7 @@ int main(int argc, char **argv)
 	b->cfg.max_segment = 1u << 30;
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
+	b->cfg.group_idle_ns = 600ull * 1000000000u;
 	b->cfg.log_level = LOG_INFO;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -140,6 +146,17 @@ int main(int argc, char **argv)
 				return bad("--delay-ms", optarg);
 			b->cfg.default_delay_us = (uint32_t)v * 1000;
 			break;
+		case 'i': {
+			char *end;
+			unsigned long long s;
+			errno = 0;
+			s = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end ||
+			    optarg[0] == '-' || s > 365ull * 24 * 3600)
+				return bad("--group-idle-s", optarg);
+			b->cfg.group_idle_ns = s * 1000000000u;
+			break;
+		}
 		case 'l':
 			b->cfg.log_level = log_parse_level(optarg);
 			if (b->cfg.log_level < 0)

@@ -31,5 +31,7 @@ void stream_prune_groups(struct broker *b, struct stream *s);
 void stream_each_subscription(struct broker *b,
 			      void (*fn)(struct subscription *, void *),
 			      void *arg);
+/* Every group of every stream forgets its games silent for idle_ns. */
+void stream_expire_games(struct broker *b, uint64_t idle_ns);
 
 #endif
