@@ -192,6 +192,7 @@ struct broker {
 	bool stopping;
 	struct conn *conns;
 	uint32_t n_conns;
+	uint32_t n_conns_closed; /* closed, waiting for conn_sweep */
 	struct stream *streams[STATS_MAX_STREAMS];
 	/* Producers whose rings may have news, visited by every pass; the
 	 * others are parked: their doorbell brings them back. */
