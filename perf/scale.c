@@ -39,6 +39,7 @@ struct scale_opts {
 	uint32_t producers;
 	double rate; /* per producer */
 	double duration;
+	double idle_s; /* broker CPU measured this long with every ring idle */
 	uint32_t record_size;
 	uint32_t ring_slots;
 	uint32_t batch_size, max_delay_us;
@@ -242,7 +243,10 @@ static void usage(void)
 	    "      --record-size N   bytes, header included (default 64)\n"
 	    "      --ring-slots N    slots per producer ring (default 64)\n"
 	    "      --batch-size B    the subscription's (default 256)\n"
-	    "      --max-delay-us D  the subscription's (default 10000)\n");
+	    "      --max-delay-us D  the subscription's (default 10000)\n"
+	    "      --idle-s SEC      first measure the broker this long with\n"
+	    "                        every producer attached and idle\n"
+	    "                        (default 0: not)\n");
 }
 
 int main(int argc, char **argv)
@@ -253,6 +257,7 @@ int main(int argc, char **argv)
 	    {"producers", required_argument, NULL, 'n'},
 	    {"rate", required_argument, NULL, 'r'},
 	    {"duration", required_argument, NULL, 'd'},
+	    {"idle-s", required_argument, NULL, 'I'},
 	    {"record-size", required_argument, NULL, 'z'},
 	    {"ring-slots", required_argument, NULL, 'R'},
 	    {"batch-size", required_argument, NULL, 'B'},
@@ -276,6 +281,7 @@ int main(int argc, char **argv)
 	uint32_t started = 0, ready_n = 0;
 	uint64_t t_start, t_attached, t_go, w_start = 0, w_end = 0, want;
 	uint64_t cpu0 = 0, cpu1 = 0, rec0 = 0, rec1 = 0, pcpu0 = 0, pcpu1 = 0;
+	double idle_cpu_pct = 0;
 	uint64_t child_rss_kb = 0, loops0 = 0, loops1 = 0, sleeps0 = 0,
 		 sleeps1 = 0;
 	const struct stats_segment *st = NULL;
@@ -299,6 +305,9 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			o.duration = strtod(optarg, NULL);
+			break;
+		case 'I':
+			o.idle_s = strtod(optarg, NULL);
 			break;
 		case 'z':
 			o.record_size = (uint32_t)strtoul(optarg, NULL, 10);
@@ -369,6 +378,15 @@ int main(int argc, char **argv)
 	}
 	if (expbus_stats_map(bus, &seg, &seg_size) == 0)
 		st = seg;
+	if (o.idle_s > 0) {
+		/* Every ring attached, the subscriber waiting, nothing written:
+		 * what an idle broker costs. */
+		uint64_t c0 = cpu_ns(o.broker_pid), t0 = now_ns(), c1, t1;
+		usleep((useconds_t)(o.idle_s * 1e6));
+		c1 = cpu_ns(o.broker_pid);
+		t1 = now_ns();
+		idle_cpu_pct = 100.0 * (double)(c1 - c0) / (double)(t1 - t0);
+	}
 	ck.col_seq = column_index(c, "seq");
 	ck.col_game = column_index(c, "game");
 	ck.col_player = column_index(c, "player");
@@ -474,7 +492,8 @@ int main(int argc, char **argv)
 		    ",\"rss_kb\":%" PRIu64 ",\"anon_kb\":%" PRIu64
 		    ",\"shmem_kb\":%" PRIu64 ",\"memfd_mapped_bytes\":%" PRIu64
 		    ",\"memfd_maps\":%u},"
-		    "\"producer_rss_kb\":%" PRIu64 "}\n",
+		    "\"producer_rss_kb\":%" PRIu64
+		    ",\"idle_broker_cpu_pct\":%.3f}\n",
 		    o.producers, o.rate, o.rate * o.producers, o.record_size,
 		    o.ring_slots, o.batch_size, o.max_delay_us, ck.records,
 		    ck.corrupt, ck.order_errors,
@@ -491,7 +510,7 @@ int main(int argc, char **argv)
 			: 0.0,
 		    bmem_idle.rss_kb, during.rss_kb, during.anon_kb,
 		    during.shmem_kb, during.memfd_bytes, during.memfd_maps,
-		    child_rss_kb);
+		    child_rss_kb, idle_cpu_pct);
 	}
 	if (ck.corrupt || ck.order_errors)
 		status = 1;
