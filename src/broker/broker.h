@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "filter.h"
 #include "layout.h"
 #include "log.h"
 #include "proto.h"
@@ -51,14 +52,6 @@ struct producer {
 	bool
 	    stalled; /* a lossless subscriber had no room for its next record */
 	uint32_t last_game;
-};
-
-struct filter {
-	uint32_t *games; /* sorted; NULL: all */
-	uint32_t n_games;
-	uint32_t *players; /* sorted; NULL: all */
-	uint32_t n_players;
-	uint32_t min_turn;
 };
 
 struct subscription {
@@ -257,7 +250,6 @@ void merge_deliver(struct broker *b, struct subscription *sub,
 		   uint32_t source, const uint8_t *data);
 void merge_publish(struct broker *b, struct subscription *sub,
 		   enum expbus_flush_reason why);
-bool filter_match(const struct filter *f, const struct expbus_record_header *h);
 void subscription_free(struct broker *b, struct subscription *sub);
 
 #endif

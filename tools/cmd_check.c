@@ -1,8 +1,8 @@
-/* cmd_sub.c — `expbus sub`: subscribe to a stream, check every record of
- * every batch against the pattern `expbus pub` writes (content, header,
- * filter, order), count what arrived and report rates. */
+/* cmd_check.c — `expbus check`: subscribe to a stream, check every record
+ * of every batch against the pattern `expbus pub` writes (content, header,
+ * filter, order), count what arrived and report rates. What tests and
+ * perf/run use; `expbus sub` is the one for people. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,84 +16,26 @@
 #include <xxhash.h>
 
 #include "cli.h"
+#include "counts.h"
 #include "expbus.h"
+#include "filter.h"
+#include "options.h"
 #include "pattern.h"
+#include "proto.h"
 #include "schema.h"
 
-#define CMD	    "sub"
+#define CMD	    "check"
 #define POLL_MS	    100 /* longest wait before looking at the clock and signals */
 #define MAX_REPORTS 10 /* detailed messages per kind of error */
-
-/* A map from 64-bit keys to counters, open addressing; small and only
- * touched once per record, behind a one-entry cache. */
-struct counts {
-	uint64_t *keys, *vals;
-	uint8_t *used;
-	size_t cap, n;
-};
-
-static uint64_t hash64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t *counts_slot(struct counts *m, uint64_t key, bool *fresh)
-{
-	size_t i;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		struct counts big = {.cap = m->cap ? m->cap * 2 : 256};
-		big.keys = calloc(big.cap, sizeof(*big.keys));
-		big.vals = calloc(big.cap, sizeof(*big.vals));
-		big.used = calloc(big.cap, 1);
-		if (!big.keys || !big.vals || !big.used) {
-			fprintf(stderr, "expbus sub: out of memory\n");
-			exit(1);
-		}
-		for (size_t j = 0; j < m->cap; j++) {
-			if (!m->used[j])
-				continue;
-			bool f;
-			*counts_slot(&big, m->keys[j], &f) = m->vals[j];
-		}
-		free(m->keys);
-		free(m->vals);
-		free(m->used);
-		*m = big;
-	}
-	for (i = hash64(key) & (m->cap - 1); m->used[i];
-	     i = (i + 1) & (m->cap - 1))
-		if (m->keys[i] == key) {
-			*fresh = false;
-			return &m->vals[i];
-		}
-	m->used[i] = 1;
-	m->keys[i] = key;
-	m->vals[i] = 0;
-	m->n++;
-	*fresh = true;
-	return &m->vals[i];
-}
-
-static uint64_t counts_get(const struct counts *m, uint64_t key)
-{
-	if (!m->cap)
-		return 0;
-	for (size_t i = hash64(key) & (m->cap - 1); m->used[i];
-	     i = (i + 1) & (m->cap - 1))
-		if (m->keys[i] == key)
-			return m->vals[i];
-	return 0;
-}
 
 struct sub_opts {
 	const char *socket;
 	const char *stream;
 	struct expbus_subscribe_options so;
-	uint32_t *games, n_games, *players, n_players;
+	struct id_list games, players;
+	bool lossy;
+	uint32_t max_delay_ms;
+	struct filter filter; /* the same as the broker's, to check with */
 	uint32_t wait_ms;
 	uint64_t count;
 	double duration;
@@ -101,7 +43,7 @@ struct sub_opts {
 	uint32_t expect_producers;
 	uint64_t expect_records;
 	struct pattern gen;
-	bool hold;
+	bool hold, checksum;
 	uint64_t pause_after;
 	uint32_t pause_ms;
 	const char *report;
@@ -140,294 +82,238 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void usage(void)
-{
-	printf(
-	    "Usage: expbus sub [OPTION]...\n"
-	    "Subscribe to a stream and check every record against the pattern\n"
-	    "'expbus pub' writes: each field's bytes, the game/player/turn/flags\n"
-	    "header, the subscription's filter, and that seq grows strictly per\n"
-	    "producer (per producer and game with --group). Prints one line, and\n"
-	    "with --report a JSON file.\n"
-	    "\n"
-	    "Subscription:\n"
-	    "  -s, --socket PATH       the broker's socket (default: expbus's)\n"
-	    "      --stream NAME       stream (default demo)\n"
-	    "      --batch-size N      records per batch (default: the broker's)\n"
-	    "      --max-delay-ms N    flush a partial batch after N ms (default:\n"
-	    "                          the broker's)\n"
-	    "      --batch-slots N     batches in the ring, a power of two\n"
-	    "                          (default 8)\n"
-	    "      --lossy             drop records when the ring is full instead\n"
-	    "                          of holding the producers back (default:\n"
-	    "                          lossless)\n"
-	    "      --group NAME        share the records with other members of NAME\n"
-	    "      --games LIST        only these game ids, e.g. 0-3,1000 (default all)\n"
-	    "      --players LIST      only these player ids (default all)\n"
-	    "      --min-turn T        only records with turn >= T (default 0)\n"
-	    "      --checksum          have the broker checksum each batch (XXH3),\n"
-	    "                          and verify it\n"
-	    "      --wait-ms MS        retry while the stream or broker is not there\n"
-	    "                          yet, up to MS (default 5000)\n"
-	    "Stopping (the first that holds; SIGINT/SIGTERM also stop):\n"
-	    "      --count N           after N records (default: no limit)\n"
-	    "      --duration SEC      after SEC seconds (default: no limit)\n"
-	    "      --idle-ms MS        when no batch came for MS after the first\n"
-	    "                          (default 2000; 0: never)\n"
-	    "      --expect-producers P  with --expect-records N: stop as soon as\n"
-	    "      --expect-records N    records 0..N-1 of producers index-base ..\n"
-	    "                          index-base+P-1 that the filter selects have all\n"
-	    "                          arrived; with --group, whole games are\n"
-	    "                          expected, for the games this member got\n"
-	    "      --gen-games G, --gen-episode-len L, --gen-players P,\n"
-	    "      --gen-index-base I  what pub was given (defaults 4, 100, 2, 0)\n"
-	    "Behaviour:\n"
-	    "      --hold              never release a batch (a stuck trainer);\n"
-	    "                          --idle-ms does not apply\n"
-	    "      --pause-after N     after N records, stop reading for\n"
-	    "      --pause-ms MS       MS milliseconds (default 1000), once\n"
-	    "      --report FILE       write the counts as JSON to FILE\n"
-	    "      --progress          a line per second on stderr\n"
-	    "  -h, --help              show this help\n"
-	    "\n"
-	    "Rates count whole records (32-byte header + data) between the first\n"
-	    "batch and the last.\n"
-	    "Exit status: 0 all good; 1 a corrupt record, an order or filter error,\n"
-	    "a bad checksum, or (lossless, with --expect-*) records missing when\n"
-	    "stopping for --idle-ms or --duration; 2 bad usage; 3 could not\n"
-	    "subscribe, or the broker failed or went away.\n");
-}
+static const char summary[] =
+    "Subscribe to a stream and check every record against the pattern\n"
+    "'expbus pub' writes: each field's bytes, the game/player/turn/flags\n"
+    "header, the subscription's filter (with the broker's own filter code),\n"
+    "and that seq grows strictly per producer (per producer and game with\n"
+    "--group). Prints one line, and with --report a JSON file.";
 
+static const char epilog[] =
+    "Rates count whole records (32-byte header + data) between the first\n"
+    "batch and the last.\n"
+    "Exit status: 0 all good; 1 a corrupt record, an order or filter error,\n"
+    "a bad checksum, or (lossless, with --expect-*) records missing when\n"
+    "stopping for --idle-ms or --duration; 2 bad usage; 3 could not\n"
+    "subscribe, or the broker failed or went away.\n";
+
+/* 0: go on; -1: --help was printed; else the exit status. */
 static int parse(int argc, char **argv, struct sub_opts *o)
 {
-	enum {
-		OPT_STREAM = 256,
-		OPT_BATCH_SIZE,
-		OPT_MAX_DELAY,
-		OPT_BATCH_SLOTS,
-		OPT_LOSSY,
-		OPT_GROUP,
-		OPT_GAMES,
-		OPT_PLAYERS,
-		OPT_MIN_TURN,
-		OPT_CHECKSUM,
-		OPT_WAIT_MS,
-		OPT_COUNT,
-		OPT_DURATION,
-		OPT_IDLE_MS,
-		OPT_EXPECT_P,
-		OPT_EXPECT_N,
-		OPT_GEN_GAMES,
-		OPT_GEN_LEN,
-		OPT_GEN_PLAYERS,
-		OPT_GEN_BASE,
-		OPT_HOLD,
-		OPT_PAUSE_AFTER,
-		OPT_PAUSE_MS,
-		OPT_REPORT,
-		OPT_PROGRESS,
-	};
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"stream", required_argument, NULL, OPT_STREAM},
-	    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
-	    {"max-delay-ms", required_argument, NULL, OPT_MAX_DELAY},
-	    {"batch-slots", required_argument, NULL, OPT_BATCH_SLOTS},
-	    {"lossy", no_argument, NULL, OPT_LOSSY},
-	    {"group", required_argument, NULL, OPT_GROUP},
-	    {"games", required_argument, NULL, OPT_GAMES},
-	    {"players", required_argument, NULL, OPT_PLAYERS},
-	    {"min-turn", required_argument, NULL, OPT_MIN_TURN},
-	    {"checksum", no_argument, NULL, OPT_CHECKSUM},
-	    {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
-	    {"count", required_argument, NULL, OPT_COUNT},
-	    {"duration", required_argument, NULL, OPT_DURATION},
-	    {"idle-ms", required_argument, NULL, OPT_IDLE_MS},
-	    {"expect-producers", required_argument, NULL, OPT_EXPECT_P},
-	    {"expect-records", required_argument, NULL, OPT_EXPECT_N},
-	    {"gen-games", required_argument, NULL, OPT_GEN_GAMES},
-	    {"gen-episode-len", required_argument, NULL, OPT_GEN_LEN},
-	    {"gen-players", required_argument, NULL, OPT_GEN_PLAYERS},
-	    {"gen-index-base", required_argument, NULL, OPT_GEN_BASE},
-	    {"hold", no_argument, NULL, OPT_HOLD},
-	    {"pause-after", required_argument, NULL, OPT_PAUSE_AFTER},
-	    {"pause-ms", required_argument, NULL, OPT_PAUSE_MS},
-	    {"report", required_argument, NULL, OPT_REPORT},
-	    {"progress", no_argument, NULL, OPT_PROGRESS},
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
 	bool have_p = false, have_n = false;
-	uint32_t v;
-	int c;
+	const struct option_spec opts[] = {
+	    {.kind = OPTION_HEADING, .help = "Subscription:"},
+	    OPTION_SOCKET(&o->socket),
+	    {.name = "stream",
+	     .kind = OPTION_STRING,
+	     .target = &o->stream,
+	     .metavar = "NAME",
+	     .help = "stream (default demo)"},
+	    {.name = "batch-size",
+	     .kind = OPTION_U32,
+	     .target = &o->so.batch_size,
+	     .min = 1,
+	     .max = 1u << 24,
+	     .metavar = "N",
+	     .help = "records per batch (default: the broker's)"},
+	    {.name = "max-delay-ms",
+	     .kind = OPTION_U32,
+	     .target = &o->max_delay_ms,
+	     .min = 1,
+	     .max = UINT32_MAX / 1000,
+	     .metavar = "N",
+	     .help = "flush a partial batch after N ms (default:\n"
+		     "the broker's)"},
+	    {.name = "batch-slots",
+	     .kind = OPTION_U32,
+	     .target = &o->so.batch_slots,
+	     .min = 1,
+	     .max = 1u << 20,
+	     .flags = OPTION_POW2,
+	     .metavar = "N",
+	     .help = "batches in the ring, a power of two\n(default 8)"},
+	    {.name = "lossy",
+	     .kind = OPTION_FLAG,
+	     .target = &o->lossy,
+	     .help = "drop records when the ring is full instead\n"
+		     "of holding the producers back (default:\n"
+		     "lossless)"},
+	    {.name = "group",
+	     .kind = OPTION_STRING,
+	     .target = &o->so.group,
+	     .max = NAME_MAX_LEN - 1,
+	     .metavar = "NAME",
+	     .help = "share the records with other members of NAME"},
+	    {.name = "games",
+	     .kind = OPTION_LIST,
+	     .target = &o->games,
+	     .max = PROTO_MAX_FILTER,
+	     .metavar = "LIST",
+	     .help = "only these game ids, e.g. 0-3,1000 (default all)"},
+	    {.name = "players",
+	     .kind = OPTION_LIST,
+	     .target = &o->players,
+	     .max = PROTO_MAX_FILTER,
+	     .metavar = "LIST",
+	     .help = "only these player ids (default all)"},
+	    {.name = "min-turn",
+	     .kind = OPTION_U32,
+	     .target = &o->so.min_turn,
+	     .max = UINT32_MAX,
+	     .metavar = "T",
+	     .help = "only records with turn >= T (default 0)"},
+	    {.name = "checksum",
+	     .kind = OPTION_FLAG,
+	     .target = &o->checksum,
+	     .help = "have the broker checksum each batch (XXH3),\n"
+		     "and verify it"},
+	    {.name = "wait-ms",
+	     .kind = OPTION_U32,
+	     .target = &o->wait_ms,
+	     .max = 86400000,
+	     .metavar = "MS",
+	     .help = "retry while the stream or broker is not there\n"
+		     "yet, up to MS (default 5000)"},
+	    {.kind = OPTION_HEADING,
+	     .help =
+		 "Stopping (the first that holds; SIGINT/SIGTERM also stop):"},
+	    {.name = "count",
+	     .kind = OPTION_U64,
+	     .target = &o->count,
+	     .min = 1,
+	     .max = UINT64_MAX / 2,
+	     .metavar = "N",
+	     .help = "after N records (default: no limit)"},
+	    {.name = "duration",
+	     .kind = OPTION_SECONDS,
+	     .target = &o->duration,
+	     .metavar = "SEC",
+	     .help = "after SEC seconds (default: no limit)"},
+	    {.name = "idle-ms",
+	     .kind = OPTION_U32,
+	     .target = &o->idle_ms,
+	     .max = 86400000,
+	     .metavar = "MS",
+	     .help = "when no batch came for MS after the first\n"
+		     "(default 2000; 0: never)"},
+	    {.name = "expect-producers",
+	     .kind = OPTION_U32,
+	     .target = &o->expect_producers,
+	     .min = 1,
+	     .max = 1u << 20,
+	     .metavar = "P",
+	     .seen = &have_p,
+	     .help = "with --expect-records N: stop as soon as\n"
+		     "records 0..N-1 of producers index-base ..\n"
+		     "index-base+P-1 that the filter selects have all\n"
+		     "arrived; with --group, whole games are\n"
+		     "expected, for the games this member got"},
+	    {.name = "expect-records",
+	     .kind = OPTION_U64,
+	     .target = &o->expect_records,
+	     .max = UINT64_MAX / 2,
+	     .metavar = "N",
+	     .seen = &have_n,
+	     .help = "see --expect-producers"},
+	    {.name = "gen-games",
+	     .kind = OPTION_U32,
+	     .target = &o->gen.games,
+	     .min = 1,
+	     .max = PATTERN_MAX_GAMES - 1,
+	     .metavar = "G",
+	     .help = "what pub was given as --games (default 4)"},
+	    {.name = "gen-episode-len",
+	     .kind = OPTION_U32,
+	     .target = &o->gen.episode_len,
+	     .min = 1,
+	     .max = UINT32_MAX,
+	     .metavar = "L",
+	     .help = "pub's --episode-len (default 100)"},
+	    {.name = "gen-players",
+	     .kind = OPTION_U32,
+	     .target = &o->gen.players,
+	     .min = 1,
+	     .max = UINT32_MAX,
+	     .metavar = "P",
+	     .help = "pub's --players (default 2)"},
+	    {.name = "gen-index-base",
+	     .kind = OPTION_U32,
+	     .target = &o->gen.index_base,
+	     .max = UINT32_MAX / PATTERN_MAX_GAMES - (1u << 20),
+	     .metavar = "I",
+	     .help = "pub's --index-base (default 0)"},
+	    {.kind = OPTION_HEADING, .help = "Behaviour:"},
+	    {.name = "hold",
+	     .kind = OPTION_FLAG,
+	     .target = &o->hold,
+	     .help = "never release a batch (a stuck trainer);\n"
+		     "--idle-ms does not apply"},
+	    {.name = "pause-after",
+	     .kind = OPTION_U64,
+	     .target = &o->pause_after,
+	     .min = 1,
+	     .max = UINT64_MAX / 2,
+	     .metavar = "N",
+	     .help = "after N records, stop reading for --pause-ms,\n"
+		     "once"},
+	    {.name = "pause-ms",
+	     .kind = OPTION_U32,
+	     .target = &o->pause_ms,
+	     .max = 86400000,
+	     .metavar = "MS",
+	     .help = "how long --pause-after pauses (default 1000)"},
+	    {.name = "report",
+	     .kind = OPTION_STRING,
+	     .target = &o->report,
+	     .metavar = "FILE",
+	     .help = "write the counts as JSON to FILE"},
+	    {.name = "progress",
+	     .kind = OPTION_FLAG,
+	     .target = &o->progress,
+	     .help = "a line per second on stderr"},
+	    OPTION_END,
+	};
+	const struct command_spec spec = {
+	    .name = CMD,
+	    .summary = summary,
+	    .options = opts,
+	    .epilog = epilog,
+	};
+	int r = options_parse(&spec, argc, argv, NULL);
 
-	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-		int r = 0;
-
-		switch (c) {
-		case 's':
-			o->socket = optarg;
-			break;
-		case OPT_STREAM:
-			o->stream = optarg;
-			break;
-		case OPT_BATCH_SIZE:
-			r = cli_u32(CMD, "--batch-size", optarg, 1, 1u << 24,
-				    &o->so.batch_size);
-			break;
-		case OPT_MAX_DELAY:
-			r = cli_u32(CMD, "--max-delay-ms", optarg, 1,
-				    UINT32_MAX / 1000, &v);
-			o->so.max_delay_us = v * 1000;
-			break;
-		case OPT_BATCH_SLOTS:
-			r = cli_u32(CMD, "--batch-slots", optarg, 1, 1u << 20,
-				    &o->so.batch_slots);
-			if (r == 0 &&
-			    (o->so.batch_slots & (o->so.batch_slots - 1)))
-				return cli_usage_error(
-				    CMD,
-				    "--batch-slots: %u is not a power of two",
-				    o->so.batch_slots);
-			break;
-		case OPT_LOSSY:
-			o->so.policy = EXPBUS_LOSSY;
-			break;
-		case OPT_GROUP:
-			if (!optarg[0] || strlen(optarg) >= NAME_MAX_LEN)
-				return cli_usage_error(
-				    CMD,
-				    "--group: a name of 1 to %d characters",
-				    NAME_MAX_LEN - 1);
-			o->so.group = optarg;
-			break;
-		case OPT_GAMES:
-			free(o->games);
-			r = cli_list(CMD, "--games", optarg, 1024, &o->games,
-				     &o->n_games);
-			break;
-		case OPT_PLAYERS:
-			free(o->players);
-			r = cli_list(CMD, "--players", optarg, 1024,
-				     &o->players, &o->n_players);
-			break;
-		case OPT_MIN_TURN:
-			r = cli_u32(CMD, "--min-turn", optarg, 0, UINT32_MAX,
-				    &o->so.min_turn);
-			break;
-		case OPT_CHECKSUM:
-			o->so.flags |= EXPBUS_SUBSCRIBE_CHECKSUM;
-			break;
-		case OPT_WAIT_MS:
-			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000,
-				    &o->wait_ms);
-			break;
-		case OPT_COUNT:
-			r = cli_u64(CMD, "--count", optarg, 1, UINT64_MAX / 2,
-				    &o->count);
-			break;
-		case OPT_DURATION:
-			r = cli_seconds(CMD, "--duration", optarg,
-					&o->duration);
-			break;
-		case OPT_IDLE_MS:
-			r = cli_u32(CMD, "--idle-ms", optarg, 0, 86400000,
-				    &o->idle_ms);
-			break;
-		case OPT_EXPECT_P:
-			r = cli_u32(CMD, "--expect-producers", optarg, 1,
-				    1u << 20, &o->expect_producers);
-			have_p = true;
-			break;
-		case OPT_EXPECT_N:
-			r = cli_u64(CMD, "--expect-records", optarg, 0,
-				    UINT64_MAX / 2, &o->expect_records);
-			have_n = true;
-			break;
-		case OPT_GEN_GAMES:
-			r = cli_u32(CMD, "--gen-games", optarg, 1,
-				    PATTERN_MAX_GAMES - 1, &o->gen.games);
-			break;
-		case OPT_GEN_LEN:
-			r = cli_u32(CMD, "--gen-episode-len", optarg, 1,
-				    UINT32_MAX, &o->gen.episode_len);
-			break;
-		case OPT_GEN_PLAYERS:
-			r = cli_u32(CMD, "--gen-players", optarg, 1, UINT32_MAX,
-				    &o->gen.players);
-			break;
-		case OPT_GEN_BASE:
-			r = cli_u32(CMD, "--gen-index-base", optarg, 0,
-				    UINT32_MAX / PATTERN_MAX_GAMES - (1u << 20),
-				    &o->gen.index_base);
-			break;
-		case OPT_HOLD:
-			o->hold = true;
-			break;
-		case OPT_PAUSE_AFTER:
-			r = cli_u64(CMD, "--pause-after", optarg, 1,
-				    UINT64_MAX / 2, &o->pause_after);
-			break;
-		case OPT_PAUSE_MS:
-			r = cli_u32(CMD, "--pause-ms", optarg, 0, 86400000,
-				    &o->pause_ms);
-			break;
-		case OPT_REPORT:
-			o->report = optarg;
-			break;
-		case OPT_PROGRESS:
-			o->progress = true;
-			break;
-		case 'h':
-			usage();
-			exit(0);
-		default:
-			fprintf(stderr, "Try 'expbus sub --help'.\n");
-			return EXIT_USAGE;
-		}
-		if (r < 0)
-			return EXIT_USAGE;
-	}
-	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'",
-				       argv[optind]);
+	if (r)
+		return r > 0 ? -1 : EXIT_USAGE;
 	if (have_p != have_n)
 		return cli_usage_error(
 		    CMD, "--expect-producers and --expect-records "
 			 "go together");
-	if (o->n_games) {
-		o->so.games = o->games;
-		o->so.n_games = o->n_games;
+	if (o->lossy)
+		o->so.policy = EXPBUS_LOSSY;
+	if (o->checksum)
+		o->so.flags |= EXPBUS_SUBSCRIBE_CHECKSUM;
+	o->so.max_delay_us = o->max_delay_ms * 1000;
+	if (o->games.n) {
+		o->so.games = o->games.ids;
+		o->so.n_games = o->games.n;
 	}
-	if (o->n_players) {
-		o->so.players = o->players;
-		o->so.n_players = o->n_players;
+	if (o->players.n) {
+		o->so.players = o->players.ids;
+		o->so.n_players = o->players.n;
 	}
+	o->filter = (struct filter){
+	    .games = o->games.n ? o->games.ids : NULL,
+	    .n_games = o->games.n,
+	    .players = o->players.n ? o->players.ids : NULL,
+	    .n_players = o->players.n,
+	    .min_turn = o->so.min_turn,
+	};
 	return 0;
-}
-
-static bool in_list(const uint32_t *ids, uint32_t n, uint32_t x)
-{
-	uint32_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (ids[mid] == x)
-			return true;
-		if (ids[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
 }
 
 static bool selected(const struct sub_opts *o, uint32_t game, uint32_t player,
 		     uint32_t turn)
 {
-	return turn >= o->so.min_turn &&
-	       (!o->n_games || in_list(o->games, o->n_games, game)) &&
-	       (!o->n_players || in_list(o->players, o->n_players, player));
+	return filter_match_ids(&o->filter, game, player, turn);
 }
 
 /* Records among s in [from, to) of producer p with game index j (or any
@@ -539,9 +425,10 @@ static int setup_columns(struct sub_state *st)
 
 	if (schema_parse(expbus_consumer_schema(st->c), &s, err, sizeof(err)) <
 	    0) {
-		fprintf(stderr,
-			"expbus sub: the stream's schema does not parse: %s\n",
-			err);
+		fprintf(
+		    stderr,
+		    "expbus check: the stream's schema does not parse: %s\n",
+		    err);
 		return -EPROTO;
 	}
 	st->col_seq = find_column(st, "seq");
@@ -553,7 +440,7 @@ static int setup_columns(struct sub_state *st)
 	if (st->col_seq < 0 || st->col_source < 0 || st->col_game < 0 ||
 	    st->col_player < 0 || st->col_turn < 0 || st->col_flags < 0) {
 		fprintf(stderr,
-			"expbus sub: the batch ring lacks a header column\n");
+			"expbus check: the batch ring lacks a header column\n");
 		return -EPROTO;
 	}
 	st->nfields = s.nfields;
@@ -563,7 +450,7 @@ static int setup_columns(struct sub_state *st)
 		st->fields[f].size = s.fields[f].elem_size;
 		if (st->fields[f].col < 0) {
 			fprintf(stderr,
-				"expbus sub: the batch ring has no column "
+				"expbus check: the batch ring has no column "
 				"for field '%s'\n",
 				s.fields[f].name);
 			return -EPROTO;
@@ -584,10 +471,10 @@ static void complain(struct sub_state *st, const char *fmt, ...)
 	if (st->reports++ >= MAX_REPORTS) {
 		if (st->reports == MAX_REPORTS + 1)
 			fprintf(stderr,
-				"expbus sub: (further errors not shown)\n");
+				"expbus check: (further errors not shown)\n");
 		return;
 	}
-	fprintf(stderr, "expbus sub: ");
+	fprintf(stderr, "expbus check: ");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
@@ -608,6 +495,19 @@ static uint64_t batch_checksum(struct sub_state *st,
 				   (size_t)col.count * col.elem_size);
 	}
 	return XXH3_64bits_digest(&x);
+}
+
+/* A counter of m; out of memory ends the check (its counts would lie). */
+static uint64_t *slot(struct counts *m, uint64_t key, bool *fresh)
+{
+	uint64_t *v = counts_slot(m, key, fresh);
+
+	if (!v) {
+		fprintf(stderr, "expbus check: out of memory for %zu keys\n",
+			m->n);
+		exit(1);
+	}
+	return v;
 }
 
 static void check_batch(struct sub_state *st, const struct expbus_batch *b)
@@ -694,7 +594,7 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 		 */
 		key = o->so.group ? (uint64_t)src[i] << 32 | g : src[i];
 		if (key != cache_key) {
-			cache_last = counts_slot(&st->last_seq, key, &fresh);
+			cache_last = slot(&st->last_seq, key, &fresh);
 			cache_key = key;
 		}
 		if (*cache_last && s + 1 <= *cache_last) {
@@ -705,12 +605,12 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 		}
 		*cache_last = s + 1;
 		if (g != game_key) {
-			game_count = counts_slot(&st->per_game, g, &fresh);
+			game_count = slot(&st->per_game, g, &fresh);
 			game_key = g;
 		}
 		(*game_count)++;
 		if (p != prod_key) {
-			prod_count = counts_slot(&st->per_producer, p, &fresh);
+			prod_count = slot(&st->per_producer, p, &fresh);
 			prod_key = p;
 		}
 		(*prod_count)++;
@@ -741,34 +641,28 @@ static int subscribe(struct expbus *bus, const struct sub_opts *o,
 		(void)usleep(5000);
 	}
 	if (err < 0)
-		fprintf(stderr, "expbus sub: subscribing to '%s' at %s: %s\n",
+		fprintf(stderr, "expbus check: subscribing to '%s' at %s: %s\n",
 			o->stream, expbus_socket_path(bus),
 			expbus_last_error(bus)[0] ? expbus_last_error(bus)
 						  : strerror(-err));
 	return err;
 }
 
-static void print_counts(FILE *f, const struct counts *m)
+/* {"key":count,...} sorted by key: the pairs are taken from the hash
+ * map and sorted once, O(n log n) for millions of game ids. */
+static int print_counts(FILE *f, const struct counts *m)
 {
-	uint64_t *keys = malloc(sizeof(*keys) * (m->n + 1));
-	size_t n = 0;
+	struct count_pair *v = counts_sorted(m);
 
-	for (size_t i = 0; keys && i < m->cap; i++)
-		if (m->used[i])
-			keys[n++] = m->keys[i];
-	/* Insertion sort: a few thousand games at most, once. */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && keys[j - 1] > keys[j]; j--) {
-			uint64_t t = keys[j];
-			keys[j] = keys[j - 1];
-			keys[j - 1] = t;
-		}
+	if (!v)
+		return -ENOMEM;
 	fputc('{', f);
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%s\"%" PRIu64 "\":%" PRIu64, i ? "," : "", keys[i],
-			counts_get(m, keys[i]));
+	for (size_t i = 0; i < m->n; i++)
+		fprintf(f, "%s\"%" PRIu64 "\":%" PRIu64, i ? "," : "", v[i].key,
+			v[i].val);
 	fputc('}', f);
-	free(keys);
+	free(v);
+	return 0;
 }
 
 static int write_report(struct sub_state *st, const char *path, double secs,
@@ -776,9 +670,10 @@ static int write_report(struct sub_state *st, const char *path, double secs,
 {
 	uint64_t bytes = st->records * st->record_bytes;
 	FILE *f = fopen(path, "w");
+	int err;
 
 	if (!f) {
-		fprintf(stderr, "expbus sub: --report %s: %s\n", path,
+		fprintf(stderr, "expbus check: --report %s: %s\n", path,
 			strerror(errno));
 		return -errno;
 	}
@@ -797,12 +692,13 @@ static int write_report(struct sub_state *st, const char *path, double secs,
 		st->corrupt, st->order_errors, st->filter_errors,
 		st->checksum_errors, miss, st->flush[EXPBUS_FLUSH_FULL],
 		st->flush[EXPBUS_FLUSH_TIMEOUT], st->flush[EXPBUS_FLUSH_DRAIN]);
-	print_counts(f, &st->per_game);
+	err = print_counts(f, &st->per_game);
 	fprintf(f, ",\"per_producer\":");
-	print_counts(f, &st->per_producer);
+	if (err == 0)
+		err = print_counts(f, &st->per_producer);
 	fprintf(f, "}\n");
-	if (fclose(f) != 0) {
-		fprintf(stderr, "expbus sub: --report %s: %s\n", path,
+	if (fclose(f) != 0 || err) {
+		fprintf(stderr, "expbus check: --report %s: %s\n", path,
 			strerror(errno));
 		return -EIO;
 	}
@@ -860,7 +756,7 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 			    (double)(st->records - progress_records) / dt;
 			char buf[32];
 			fprintf(stderr,
-				"sub: %s rec/s, %.3f GB/s, %" PRIu64
+				"check: %s rec/s, %.3f GB/s, %" PRIu64
 				" batches, %" PRIu64 " dropped\n",
 				human_rate(rec, buf, sizeof(buf)),
 				rec * st->record_bytes / 1e9, st->batches,
@@ -908,24 +804,17 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 	return BY_SIGNAL;
 }
 
-static void counts_free(struct counts *m)
-{
-	free(m->keys);
-	free(m->vals);
-	free(m->used);
-}
-
 static void state_free(struct sub_state *st, struct sub_opts *o)
 {
 	counts_free(&st->last_seq);
 	counts_free(&st->per_game);
 	counts_free(&st->per_producer);
 	free(st->expected);
-	free(o->games);
-	free(o->players);
+	free(o->games.ids);
+	free(o->players.ids);
 }
 
-int cmd_sub(const char *socket, int argc, char **argv)
+int cmd_check(const char *socket, int argc, char **argv)
 {
 	struct sub_opts o = {
 	    .socket = socket,
@@ -947,7 +836,7 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	err = parse(argc, argv, &o);
 	if (err) {
 		state_free(&st, &o);
-		return err;
+		return err < 0 ? 0 : err;
 	}
 	/* No SA_RESTART: a signal cuts a wait short so we notice it. */
 	sigemptyset(&sa.sa_mask);
@@ -955,12 +844,12 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	err = expbus_new(o.socket, &bus);
 	if (err < 0) {
-		fprintf(stderr, "expbus sub: %s\n", strerror(-err));
+		fprintf(stderr, "expbus check: %s\n", strerror(-err));
 		state_free(&st, &o);
 		return EXIT_BROKER;
 	}
 	if (setup_expectation(&st) < 0) {
-		fprintf(stderr, "expbus sub: out of memory\n");
+		fprintf(stderr, "expbus check: out of memory\n");
 		state_free(&st, &o);
 		expbus_free(bus);
 		return 1;
@@ -980,11 +869,11 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	err = 0;
 	why = receive(&st, &err);
 	if (why == BY_BROKER && err)
-		fprintf(stderr, "expbus sub: receiving: %s\n",
+		fprintf(stderr, "expbus check: receiving: %s\n",
 			expbus_last_error(bus)[0] ? expbus_last_error(bus)
 						  : strerror(-err));
 	else if (why == BY_BROKER)
-		fprintf(stderr, "expbus sub: the broker went away\n");
+		fprintf(stderr, "expbus check: the broker went away\n");
 	expbus_consumer_close(st.c);
 
 	miss = missing(&st);
@@ -992,7 +881,7 @@ int cmd_sub(const char *socket, int argc, char **argv)
 	secs = st.last_ns > st.first_ns
 		   ? (double)(st.last_ns - st.first_ns) / 1e9
 		   : 0;
-	printf("sub: %" PRIu64
+	printf("check: %" PRIu64
 	       " records in %.3f s: %s rec/s, %.2f GB/s; %" PRIu64
 	       " corrupt, %" PRIu64 " out of order, %" PRIu64
 	       " missing, %" PRIu64 " dropped",
