@@ -18,6 +18,7 @@ struct command {
 
 static const struct command commands[] = {
     {"pub", cmd_pub, "write patterned records from N producer processes"},
+    {"sub", cmd_sub, "subscribe and print records as they arrive"},
     {"check", cmd_check, "subscribe, check every record of pub, report rates"},
     {"ls", cmd_ls, "list streams, producers and subscriptions"},
     {"top", cmd_top, "live view of rings, rates, lag and drops"},

@@ -122,12 +122,15 @@ static void array(FILE *out, const struct expbus_column *col, uint32_t d,
 	const uint32_t n = col->shape[d];
 	const size_t esize = expbus_dtype_size(col->dtype);
 	const size_t inner = d + 1 < col->ndim ? stride / n : esize;
+	/* Outer dimensions show one item at each end, so that a cell of an
+	 * image-like field stays on one line. */
+	const uint32_t e = edge && d + 1 < col->ndim ? 1 : edge;
 
 	fputc('[', out);
 	for (uint32_t k = 0; k < n; k++) {
-		if (edge && n > 2 * edge && k == edge) {
-			fputs(json ? ", ..." : " ...", out);
-			k = n - edge;
+		if (e && n > 2 * e && k == e) {
+			fputs(" ...", out);
+			k = n - e;
 		}
 		if (k)
 			fputs(json ? ", " : " ", out);

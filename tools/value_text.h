@@ -13,8 +13,9 @@
 void value_json(FILE *out, const struct expbus_column *col, uint32_t i);
 
 /* Writes record i of col for a table cell: scalars as numbers, arrays
- * numpy-style on one line, each dimension longer than 2 * edge items
- * shown as its first and last edge items around "...". */
+ * numpy-style on one line, the last dimension longer than 2 * edge items
+ * shown as its first and last edge items around "...", outer dimensions
+ * longer than 2 as their first and last item. */
 void value_short(FILE *out, const struct expbus_column *col, uint32_t i,
 		 uint32_t edge);
 
