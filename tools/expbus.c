@@ -23,6 +23,7 @@ static const struct command commands[] = {
     {"ls", cmd_ls, "list streams, producers and subscriptions"},
     {"top", cmd_top, "live view of rings, rates, lag and drops"},
     {"stat", cmd_stat, "one snapshot of every counter (--json, --prometheus)"},
+    {"metrics", cmd_metrics, "serve the counters to Prometheus over HTTP"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
