@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"top", cmd_top, "live view of rings, rates, lag and drops"},
     {"stat", cmd_stat, "one snapshot of every counter (--json, --prometheus)"},
     {"metrics", cmd_metrics, "serve the counters to Prometheus over HTTP"},
+    {"bench", cmd_bench, "N producers, M subscribers: rates and latency"},
 };
 #define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
 
