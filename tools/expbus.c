@@ -1,7 +1,6 @@
 /* expbus.c — the entry of the expbus tool: global options, dispatch to the
  * subcommands (cmd_*.c), and the option-value parsers they share. */
 #include <getopt.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,18 +133,6 @@ int main(int argc, char **argv)
 	argc -= optind;
 	optind = 0;
 	return cmd->run(socket, argc, argv);
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "expbus %s: ", cmd);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fprintf(stderr, "\nTry 'expbus %s --help'.\n", cmd);
-	return EXIT_USAGE;
 }
 
 uint64_t cli_now_ns(void)

@@ -4,6 +4,7 @@
  * same table, so an option's parsing and its documentation never part. */
 #include <errno.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,18 @@
 #include "options.h"
 
 #define HELP_COLUMN 26 /* where the help text of an option starts */
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "expbus %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nTry 'expbus %s --help'.\n", cmd);
+	return EXIT_USAGE;
+}
 
 static int parse_u64(const char *cmd, const char *opt, const char *arg,
 		     uint64_t min, uint64_t max, uint64_t *out)
