@@ -499,9 +499,11 @@ int cmd_sub(const char *socket, int argc, char **argv)
 		return err > 0 ? 0 : EXIT_USAGE;
 	}
 	if (first_arg < argc) {
-		if (o.stream)
+		if (o.stream) {
+			options_free(&spec);
 			return cli_usage_error(
 			    CMD, "give the stream once: --stream or argument");
+		}
 		o.stream = argv[first_arg];
 	}
 	if (!o.stream)
