@@ -77,13 +77,15 @@ static const char *const colours[] = {"red", "green", "blue", NULL};
 
 static int run(const struct command_spec *spec, int *first, ...)
 {
-	char *argv[16] = {"t"};
+	char *argv[32] = {"t"}; /* argv[argc] stays NULL, as getopt wants */
 	int argc = 1;
 	va_list ap;
 
 	va_start(ap, first);
-	for (char *a; (a = va_arg(ap, char *));)
+	for (char *a; (a = va_arg(ap, char *));) {
+		cr_assert_lt(argc, 31, "too many arguments for the test");
 		argv[argc++] = a;
+	}
 	va_end(ap);
 	return options_parse(spec, argc, argv, first);
 }
