@@ -364,7 +364,12 @@ static int setup_expectation(struct sub_state *st)
 	if (!st->expected)
 		return -ENOMEM;
 	for (uint32_t k = 0; k < o->expect_producers; k++) {
-		st->expected[k] = expected_count(o, o->gen.index_base + k, -1);
+		/* Without a game filter the count is the same for every
+		 * producer (only the game id depends on p): count once. */
+		st->expected[k] =
+		    k && !o->filter.games
+			? st->expected[0]
+			: expected_count(o, o->gen.index_base + k, -1);
 		st->expect_left += st->expected[k];
 	}
 	return 0;
@@ -388,8 +393,13 @@ static uint64_t missing(struct sub_state *st)
 		}
 		return miss;
 	}
+	/* Per game index j, the same for every producer without a game
+	 * filter: counted once each, however many games arrived. */
+	uint64_t memo[PATTERN_MAX_GAMES];
+	bool have[PATTERN_MAX_GAMES] = {0};
+
 	for (size_t i = 0; i < st->per_game.cap; i++) {
-		uint32_t g, p;
+		uint32_t g, p, j;
 		uint64_t want;
 
 		if (!st->per_game.used[i])
@@ -399,7 +409,15 @@ static uint64_t missing(struct sub_state *st)
 		if (p < o->gen.index_base ||
 		    p - o->gen.index_base >= o->expect_producers)
 			continue;
-		want = expected_count(o, p, g % PATTERN_MAX_GAMES);
+		j = g % PATTERN_MAX_GAMES;
+		if (o->filter.games) {
+			want = expected_count(o, p, j);
+		} else {
+			if (!have[j])
+				memo[j] = expected_count(o, p, j);
+			have[j] = true;
+			want = memo[j];
+		}
 		if (st->per_game.vals[i] < want)
 			miss += want - st->per_game.vals[i];
 	}
