@@ -68,7 +68,7 @@ for size in "${sizes[@]}"; do
 		n=${count[$size]}
 		report=$dir/sub-$size-$rep.json
 		# shellcheck disable=SC2086 # subopt holds several options
-		"$expbus" --socket "$sock" sub --stream "bench$size" \
+		"$expbus" --socket "$sock" check --stream "bench$size" \
 			--expect-producers 8 --expect-records "$n" --idle-ms 5000 \
 			--report "$report" ${subopt[$size]} >"$dir/sub.out" 2>&1 &
 		sub=$!
@@ -81,7 +81,7 @@ for size in "${sizes[@]}"; do
 			failed=1
 		fi
 		if ! wait "$sub"; then
-			echo "run_core.sh: sub failed for $size B (records corrupt," \
+			echo "run_core.sh: check failed for $size B (records corrupt," \
 			     "out of order or missing):" >&2
 			cat "$dir/sub.out" >&2
 			failed=1

@@ -12,6 +12,9 @@
  * the default. Returns the process exit status. */
 int cmd_pub(const char *socket, int argc, char **argv);
 int cmd_sub(const char *socket, int argc, char **argv);
+int cmd_check(const char *socket, int argc, char **argv);
+int cmd_metrics(const char *socket, int argc, char **argv);
+int cmd_bench(const char *socket, int argc, char **argv);
 int cmd_stat(const char *socket, int argc, char **argv);
 int cmd_ls(const char *socket, int argc, char **argv);
 int cmd_top(const char *socket, int argc, char **argv);
@@ -20,19 +23,6 @@ int cmd_top(const char *socket, int argc, char **argv);
  * EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-
-/* Parse the value of option opt for command cmd, printing why on failure:
- * 0 or -EINVAL. cli_u64 takes a plain decimal number in [min, max]. */
-int cli_u64(const char *cmd, const char *opt, const char *arg, uint64_t min,
-	    uint64_t max, uint64_t *out);
-int cli_u32(const char *cmd, const char *opt, const char *arg, uint32_t min,
-	    uint32_t max, uint32_t *out);
-/* Non-negative seconds, fractions allowed ("1.5"). */
-int cli_seconds(const char *cmd, const char *opt, const char *arg, double *out);
-/* "1,3,10-20": sorted, duplicates removed, at most max ids; *ids is
- * malloc'ed. */
-int cli_list(const char *cmd, const char *opt, const char *arg, uint32_t max,
-	     uint32_t **ids, uint32_t *n);
 
 /* CLOCK_MONOTONIC in nanoseconds and in seconds. */
 uint64_t cli_now_ns(void);

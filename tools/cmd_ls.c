@@ -1,7 +1,6 @@
 /* cmd_ls.c — `expbus ls`: what is attached to the broker, stream by
  * stream: its schema, its producers and its subscriptions, read from the
  * stats segment mapped read-only. Counters are for stat and top. */
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,31 +8,10 @@
 
 #include "cli.h"
 #include "expbus.h"
+#include "options.h"
 #include "stats_view.h"
 
 #define CMD "ls"
-
-static void usage(void)
-{
-	printf(
-	    "Usage: expbus ls [OPTION]... [STREAM]...\n"
-	    "List the broker's streams (or only those named) with their schema,\n"
-	    "their producers (id, pid, uid, state, ring capacity, games seen)\n"
-	    "and their subscriptions (id, pid, uid, filter, policy, group,\n"
-	    "batch size, delay, batch slots). Read from the broker's stats\n"
-	    "segment, mapped read-only: this never disturbs the broker.\n"
-	    "\n"
-	    "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
-	    "  -h, --help         show this help\n"
-	    "\n"
-	    "GAMES is how often the game id of the ring's records changed, and\n"
-	    "the last one seen. The filter shows how many game and player ids\n"
-	    "a subscription selects (all: no filter) and its minimum turn.\n"
-	    "\n"
-	    "Exit status: 0 listed, 1 a named stream does not exist or out of\n"
-	    "memory, 2 bad usage, 3 no broker at the socket or its stats\n"
-	    "segment is unreadable.\n");
-}
 
 static void filter_text(const struct sv_sub *s, char *buf, size_t len)
 {
@@ -95,28 +73,37 @@ static void print_stream(const struct stats_view *v, const struct sv_stream *s)
 
 int cmd_ls(const char *socket, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
+	const struct option_spec opts[] = {
+	    OPTION_SOCKET(&socket),
+	    OPTION_END,
+	};
+	const struct command_spec spec = {
+	    .name = CMD,
+	    .args = "[STREAM]...",
+	    .summary =
+		"List the broker's streams (or only those named) with their schema,\n"
+		"their producers (id, pid, uid, state, ring capacity, games seen)\n"
+		"and their subscriptions (id, pid, uid, filter, policy, group,\n"
+		"batch size, delay, batch slots). Read from the broker's stats\n"
+		"segment, mapped read-only: this never disturbs the broker.",
+	    .options = opts,
+	    .epilog =
+		"GAMES is how often the game id of the ring's records changed, and\n"
+		"the last one seen. The filter shows how many game and player ids\n"
+		"a subscription selects (all: no filter) and its minimum turn.\n"
+		"\n"
+		"Exit status: 0 listed, 1 a named stream does not exist or out of\n"
+		"memory, 2 bad usage, 3 no broker at the socket or its stats\n"
+		"segment is unreadable.\n",
+	    .max_args = 1 << 20,
 	};
 	struct stats_view v = {0};
-	int c, err, status = 0;
+	int err, status = 0, optind;
 	bool first = true;
 
-	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			socket = optarg;
-			break;
-		case 'h':
-			usage();
-			return 0;
-		default:
-			fprintf(stderr, "Try 'expbus ls --help'.\n");
-			return EXIT_USAGE;
-		}
-	}
+	err = options_parse(&spec, argc, argv, &optind);
+	if (err)
+		return err > 0 ? 0 : EXIT_USAGE;
 	err = stats_view_snapshot(CMD, socket, &v);
 	if (err)
 		return err;

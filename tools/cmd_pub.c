@@ -3,7 +3,6 @@
  * rate, and the parent adds up what they report through a pipe. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
@@ -21,6 +20,7 @@
 #include "cli.h"
 #include "expbus.h"
 #include "layout.h"
+#include "options.h"
 #include "pattern.h"
 #include "schema.h"
 
@@ -65,54 +65,6 @@ static void on_signal(int sig)
 {
 	(void)sig;
 	stop = 1;
-}
-
-static void usage(void)
-{
-	printf(
-	    "Usage: expbus pub [OPTION]...\n"
-	    "Attach N producers (one process each) to a stream and write\n"
-	    "records whose every byte follows a pattern 'expbus sub' checks:\n"
-	    "for producer p = child index + --index-base and record s,\n"
-	    "game = p*1000 + (s/episode-len) %% games, player = s %% players,\n"
-	    "turn = s %% episode-len, flags = done on an episode's last turn,\n"
-	    "data = splitmix64 words (see tools/pattern.h).\n"
-	    "\n"
-	    "  -s, --socket PATH     the broker's socket (default: expbus's)\n"
-	    "      --stream NAME     stream to write (default demo; created if new)\n"
-	    "      --schema TEXT     fields of a record (default\n"
-	    "                        \"" DEFAULT_SCHEMA "\")\n"
-	    "      --record-size N   instead of --schema: records of N bytes, the\n"
-	    "                        32-byte header and \"payload u8[N-32]\"; N >= 40\n"
-	    "                        and a multiple of 8\n"
-	    "  -n, --producers N     producer processes (default 1)\n"
-	    "      --count N         records per producer (default 100000; 0: until\n"
-	    "                        --duration is up, or until SIGINT)\n"
-	    "      --duration SEC    stop after SEC seconds (default: no limit)\n"
-	    "      --rate R          records per second per producer (default 0:\n"
-	    "                        as fast as the ring takes them)\n"
-	    "      --games G         games per producer, < 1000 (default 4)\n"
-	    "      --episode-len L   turns per episode (default 100)\n"
-	    "      --players P       players per game (default 2)\n"
-	    "      --index-base I    first producer index (default 0)\n"
-	    "      --batch K         records reserved and committed at once\n"
-	    "                        (default 64)\n"
-	    "      --nonblock        on a full ring, retry after a short pause\n"
-	    "                        and count the retries (default: block)\n"
-	    "      --ring-slots N    slots in each ring, a power of two (default:\n"
-	    "                        the broker's)\n"
-	    "      --wait-subs N     before writing, wait until the stream has N\n"
-	    "                        subscriptions (default 0: do not wait)\n"
-	    "      --wait-ms MS      give up on --wait-subs after MS (default 5000)\n"
-	    "      --json            print one JSON object at the end: producers,\n"
-	    "                        records, bytes, seconds, records_per_s, gb_per_s\n"
-	    "      --progress        a line per second on stderr\n"
-	    "  -h, --help            show this help\n"
-	    "\n"
-	    "Bytes count whole records (header + data). SIGINT/SIGTERM: stop,\n"
-	    "commit what is filled, report.\n"
-	    "Exit status: 0 all producers wrote their records, 1 a producer\n"
-	    "failed (the reason is printed), 2 bad usage.\n");
 }
 
 static int wait_for_subs(struct expbus *bus, const struct pub_opts *o)
@@ -274,154 +226,159 @@ out:
 	_exit(err < 0 ? 1 : 0);
 }
 
+/* 0: go on; -1: --help was printed; else the exit status. */
 static int parse(int argc, char **argv, struct pub_opts *o)
 {
-	enum {
-		OPT_STREAM = 256,
-		OPT_SCHEMA,
-		OPT_RECORD_SIZE,
-		OPT_COUNT,
-		OPT_DURATION,
-		OPT_RATE,
-		OPT_GAMES,
-		OPT_EPISODE_LEN,
-		OPT_PLAYERS,
-		OPT_INDEX_BASE,
-		OPT_BATCH,
-		OPT_NONBLOCK,
-		OPT_RING_SLOTS,
-		OPT_WAIT_SUBS,
-		OPT_WAIT_MS,
-		OPT_JSON,
-		OPT_PROGRESS,
-	};
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"stream", required_argument, NULL, OPT_STREAM},
-	    {"schema", required_argument, NULL, OPT_SCHEMA},
-	    {"record-size", required_argument, NULL, OPT_RECORD_SIZE},
-	    {"producers", required_argument, NULL, 'n'},
-	    {"count", required_argument, NULL, OPT_COUNT},
-	    {"duration", required_argument, NULL, OPT_DURATION},
-	    {"rate", required_argument, NULL, OPT_RATE},
-	    {"games", required_argument, NULL, OPT_GAMES},
-	    {"episode-len", required_argument, NULL, OPT_EPISODE_LEN},
-	    {"players", required_argument, NULL, OPT_PLAYERS},
-	    {"index-base", required_argument, NULL, OPT_INDEX_BASE},
-	    {"batch", required_argument, NULL, OPT_BATCH},
-	    {"nonblock", no_argument, NULL, OPT_NONBLOCK},
-	    {"ring-slots", required_argument, NULL, OPT_RING_SLOTS},
-	    {"wait-subs", required_argument, NULL, OPT_WAIT_SUBS},
-	    {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
-	    {"json", no_argument, NULL, OPT_JSON},
-	    {"progress", no_argument, NULL, OPT_PROGRESS},
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
 	const char *schema = NULL;
 	uint32_t record_size = 0;
+	const struct option_spec opts[] = {
+	    OPTION_SOCKET(&o->socket),
+	    {.name = "stream",
+	     .kind = OPTION_STRING,
+	     .target = &o->stream,
+	     .metavar = "NAME",
+	     .help = "stream to write (default demo; created if new)"},
+	    {.name = "schema",
+	     .kind = OPTION_STRING,
+	     .target = &schema,
+	     .metavar = "TEXT",
+	     .help = "fields of a record (default\n"
+		     "\"" DEFAULT_SCHEMA "\")"},
+	    {.name = "record-size",
+	     .kind = OPTION_U32,
+	     .target = &record_size,
+	     .min = 40,
+	     .max = SCHEMA_DATA_MAX_BYTES + 32,
+	     .metavar = "N",
+	     .help = "instead of --schema: records of N bytes, the\n"
+		     "32-byte header and \"payload u8[N-32]\"; N >= 40\n"
+		     "and a multiple of 8"},
+	    {.name = "producers",
+	     .short_name = 'n',
+	     .kind = OPTION_U32,
+	     .target = &o->producers,
+	     .min = 1,
+	     .max = 1024,
+	     .metavar = "N",
+	     .help = "producer processes (default 1)"},
+	    {.name = "count",
+	     .kind = OPTION_U64,
+	     .target = &o->count,
+	     .max = UINT64_MAX / 2,
+	     .metavar = "N",
+	     .help = "records per producer (default 100000; 0: until\n"
+		     "--duration is up, or until SIGINT)"},
+	    {.name = "duration",
+	     .kind = OPTION_SECONDS,
+	     .target = &o->duration,
+	     .metavar = "SEC",
+	     .help = "stop after SEC seconds (default: no limit)"},
+	    {.name = "rate",
+	     .kind = OPTION_SECONDS,
+	     .target = &o->rate,
+	     .metavar = "R",
+	     .help = "records per second per producer (default 0:\n"
+		     "as fast as the ring takes them)"},
+	    {.name = "games",
+	     .kind = OPTION_U32,
+	     .target = &o->pt.games,
+	     .min = 1,
+	     .max = PATTERN_MAX_GAMES - 1,
+	     .metavar = "G",
+	     .help = "games per producer, < 1000 (default 4)"},
+	    {.name = "episode-len",
+	     .kind = OPTION_U32,
+	     .target = &o->pt.episode_len,
+	     .min = 1,
+	     .max = UINT32_MAX,
+	     .metavar = "L",
+	     .help = "turns per episode (default 100)"},
+	    {.name = "players",
+	     .kind = OPTION_U32,
+	     .target = &o->pt.players,
+	     .min = 1,
+	     .max = UINT32_MAX,
+	     .metavar = "P",
+	     .help = "players per game (default 2)"},
+	    /* p * 1000 + 999 must fit a 32-bit game id. */
+	    {.name = "index-base",
+	     .kind = OPTION_U32,
+	     .target = &o->pt.index_base,
+	     .max = UINT32_MAX / PATTERN_MAX_GAMES - 1024,
+	     .metavar = "I",
+	     .help = "first producer index (default 0)"},
+	    {.name = "batch",
+	     .kind = OPTION_U32,
+	     .target = &o->batch,
+	     .min = 1,
+	     .max = 1u << 20,
+	     .metavar = "K",
+	     .help = "records reserved and committed at once\n(default 64)"},
+	    {.name = "nonblock",
+	     .kind = OPTION_FLAG,
+	     .target = &o->nonblock,
+	     .help = "on a full ring, retry after a short pause\n"
+		     "and count the retries (default: block)"},
+	    {.name = "ring-slots",
+	     .kind = OPTION_U32,
+	     .target = &o->ring_slots,
+	     .min = 1,
+	     .max = 1u << 30,
+	     .flags = OPTION_POW2,
+	     .metavar = "N",
+	     .help = "slots in each ring, a power of two (default:\n"
+		     "the broker's)"},
+	    {.name = "wait-subs",
+	     .kind = OPTION_U32,
+	     .target = &o->wait_subs,
+	     .max = STATS_MAX_SUBS,
+	     .metavar = "N",
+	     .help = "before writing, wait until the stream has N\n"
+		     "subscriptions (default 0: do not wait)"},
+	    {.name = "wait-ms",
+	     .kind = OPTION_U32,
+	     .target = &o->wait_ms,
+	     .max = 86400000,
+	     .metavar = "MS",
+	     .help = "give up on --wait-subs after MS (default 5000)"},
+	    {.name = "json",
+	     .kind = OPTION_FLAG,
+	     .target = &o->json,
+	     .help = "print one JSON object at the end: producers,\n"
+		     "records, bytes, seconds, records_per_s, gb_per_s"},
+	    {.name = "progress",
+	     .kind = OPTION_FLAG,
+	     .target = &o->progress,
+	     .help = "a line per second on stderr"},
+	    OPTION_END,
+	};
+	const struct command_spec spec = {
+	    .name = CMD,
+	    .summary =
+		"Attach N producers (one process each) to a stream and write\n"
+		"records whose every byte follows a pattern 'expbus check' checks:\n"
+		"for producer p = child index + --index-base and record s,\n"
+		"game = p*1000 + (s/episode-len) % games, player = s % players,\n"
+		"turn = s % episode-len, flags = done on an episode's last turn,\n"
+		"data = splitmix64 words (see tools/pattern.h).",
+	    .options = opts,
+	    .epilog =
+		"Bytes count whole records (header + data). SIGINT/SIGTERM: stop,\n"
+		"commit what is filled, report.\n"
+		"Exit status: 0 all producers wrote their records, 1 a producer\n"
+		"failed (the reason is printed), 2 bad usage.\n",
+	};
 	struct schema parsed;
 	char err[256];
-	int c;
+	int r;
 
-	while ((c = getopt_long(argc, argv, "s:n:h", opts, NULL)) != -1) {
-		int r = 0;
-
-		switch (c) {
-		case 's':
-			o->socket = optarg;
-			break;
-		case OPT_STREAM:
-			o->stream = optarg;
-			break;
-		case OPT_SCHEMA:
-			schema = optarg;
-			break;
-		case OPT_RECORD_SIZE:
-			r = cli_u32(CMD, "--record-size", optarg, 40,
-				    SCHEMA_DATA_MAX_BYTES + 32, &record_size);
-			if (r == 0 && record_size % 8)
-				return cli_usage_error(
-				    CMD,
-				    "--record-size: %u is not a multiple of 8",
-				    record_size);
-			break;
-		case 'n':
-			r = cli_u32(CMD, "--producers", optarg, 1, 1024,
-				    &o->producers);
-			break;
-		case OPT_COUNT:
-			r = cli_u64(CMD, "--count", optarg, 0, UINT64_MAX / 2,
-				    &o->count);
-			break;
-		case OPT_DURATION:
-			r = cli_seconds(CMD, "--duration", optarg,
-					&o->duration);
-			break;
-		case OPT_RATE:
-			r = cli_seconds(CMD, "--rate", optarg, &o->rate);
-			break;
-		case OPT_GAMES:
-			r = cli_u32(CMD, "--games", optarg, 1,
-				    PATTERN_MAX_GAMES - 1, &o->pt.games);
-			break;
-		case OPT_EPISODE_LEN:
-			r = cli_u32(CMD, "--episode-len", optarg, 1, UINT32_MAX,
-				    &o->pt.episode_len);
-			break;
-		case OPT_PLAYERS:
-			r = cli_u32(CMD, "--players", optarg, 1, UINT32_MAX,
-				    &o->pt.players);
-			break;
-		case OPT_INDEX_BASE:
-			/* p * 1000 + 999 must fit a 32-bit game id. */
-			r = cli_u32(CMD, "--index-base", optarg, 0,
-				    UINT32_MAX / PATTERN_MAX_GAMES - 1024,
-				    &o->pt.index_base);
-			break;
-		case OPT_BATCH:
-			r = cli_u32(CMD, "--batch", optarg, 1, 1u << 20,
-				    &o->batch);
-			break;
-		case OPT_NONBLOCK:
-			o->nonblock = true;
-			break;
-		case OPT_RING_SLOTS:
-			r = cli_u32(CMD, "--ring-slots", optarg, 1, 1u << 30,
-				    &o->ring_slots);
-			if (r == 0 && (o->ring_slots & (o->ring_slots - 1)))
-				return cli_usage_error(
-				    CMD,
-				    "--ring-slots: %u is not a power of two",
-				    o->ring_slots);
-			break;
-		case OPT_WAIT_SUBS:
-			r = cli_u32(CMD, "--wait-subs", optarg, 0,
-				    STATS_MAX_SUBS, &o->wait_subs);
-			break;
-		case OPT_WAIT_MS:
-			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000,
-				    &o->wait_ms);
-			break;
-		case OPT_JSON:
-			o->json = true;
-			break;
-		case OPT_PROGRESS:
-			o->progress = true;
-			break;
-		case 'h':
-			usage();
-			exit(0);
-		default:
-			fprintf(stderr, "Try 'expbus pub --help'.\n");
-			return EXIT_USAGE;
-		}
-		if (r < 0)
-			return EXIT_USAGE;
-	}
-	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'",
-				       argv[optind]);
+	r = options_parse(&spec, argc, argv, NULL);
+	if (r)
+		return r > 0 ? -1 : EXIT_USAGE;
+	if (record_size % 8)
+		return cli_usage_error(
+		    CMD, "--record-size: %u is not a multiple of 8",
+		    record_size);
 	if (schema && record_size)
 		return cli_usage_error(
 		    CMD, "--schema and --record-size exclude each other");
@@ -504,7 +461,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 
 	r = parse(argc, argv, &o);
 	if (r)
-		return r;
+		return r < 0 ? 0 : r;
 	/* Counters the children update for --progress, a cache line each. */
 	live = mmap(NULL, (size_t)o.producers * 64, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);

@@ -2,7 +2,6 @@
  * mapped read-only, printed as tables, as one JSON object, or in the
  * Prometheus text exposition format. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,39 +10,11 @@
 
 #include "cli.h"
 #include "expbus.h"
+#include "options.h"
+#include "prom_text.h"
 #include "stats_view.h"
 
 #define CMD "stat"
-
-enum format { FMT_TABLE, FMT_JSON, FMT_PROMETHEUS };
-
-static void usage(void)
-{
-	printf(
-	    "Usage: expbus stat [OPTION]...\n"
-	    "Show the broker's streams, producer rings and subscriptions with\n"
-	    "their counters, read once from its stats segment, which this maps\n"
-	    "read-only: it never disturbs the broker, busy or not. The counters\n"
-	    "are one consistent snapshot (the broker publishes them once per\n"
-	    "pass under a sequence counter).\n"
-	    "\n"
-	    "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
-	    "      --json         one JSON object: broker_pid, unclaimed,\n"
-	    "                     violations, streams, producers, subscriptions\n"
-	    "      --prometheus   the Prometheus text exposition format (0.0.4),\n"
-	    "                     for a textfile collector or an exporter\n"
-	    "                     (default: readable tables)\n"
-	    "  -h, --help         show this help\n"
-	    "\n"
-	    "Occupancy of a producer ring: tail - head, records committed and\n"
-	    "not yet taken (the tail as the broker last read it, at most\n"
-	    "100 ms old). Lag of a subscription: records routed to it and not\n"
-	    "yet released (in batches it holds, plus the batch being filled),\n"
-	    "and the age of the oldest of them.\n"
-	    "\n"
-	    "Exit status: 0 printed, 1 out of memory, 2 bad usage, 3 no broker\n"
-	    "at the socket or its stats segment is unreadable.\n");
-}
 
 /* Strings from the segment are the broker's, but are printed with JSON's
  * special characters escaped all the same. */
@@ -141,237 +112,6 @@ static void print_json(const struct stats_view *v)
 	printf("]}\n");
 }
 
-/* Label values: backslash, double quote and line feed are escaped, as
- * the exposition format requires. */
-static void prom_label(const char *name, const char *value, bool first)
-{
-	printf("%s%s=\"", first ? "" : ",", name);
-	for (; *value; value++) {
-		if (*value == '\\' || *value == '"')
-			printf("\\%c", *value);
-		else if (*value == '\n')
-			printf("\\n");
-		else
-			putchar(*value);
-	}
-	putchar('"');
-}
-
-static void prom_family(const char *name, const char *type, const char *help)
-{
-	printf("# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-static void producer_labels(const struct stats_view *v,
-			    const struct sv_producer *p)
-{
-	char id[16], pid[16];
-
-	snprintf(id, sizeof(id), "%u", p->id);
-	snprintf(pid, sizeof(pid), "%u", p->pid);
-	putchar('{');
-	prom_label("stream", stats_view_stream_name(v, p->stream_id), true);
-	prom_label("producer", id, false);
-	prom_label("pid", pid, false);
-}
-
-/* A reason is the last label, when there is one. */
-static void sub_labels(const struct stats_view *v, const struct sv_sub *s,
-		       const char *reason)
-{
-	char id[16], pid[16];
-
-	snprintf(id, sizeof(id), "%u", s->id);
-	snprintf(pid, sizeof(pid), "%u", s->pid);
-	putchar('{');
-	prom_label("stream", stats_view_stream_name(v, s->stream_id), true);
-	prom_label("subscription", id, false);
-	prom_label("pid", pid, false);
-	prom_label("group", s->group, false);
-	prom_label("policy", sv_policy_name(s->policy), false);
-	if (reason)
-		prom_label("reason", reason, false);
-}
-
-enum pfield { P_RECORDS, P_OCC, P_CAP, P_RATIO, P_STALLS };
-
-static void prom_producers(const struct stats_view *v, const char *name,
-			   const char *type, const char *help, enum pfield f)
-{
-	prom_family(name, type, help);
-	for (uint32_t i = 0; i < v->n_producers; i++) {
-		const struct sv_producer *p = &v->producers[i];
-
-		fputs(name, stdout);
-		producer_labels(v, p);
-		switch (f) {
-		case P_RECORDS:
-			printf("} %" PRIu64 "\n", p->records_in);
-			break;
-		case P_OCC:
-			printf("} %" PRIu64 "\n", p->occupancy);
-			break;
-		case P_CAP:
-			printf("} %u\n", p->capacity);
-			break;
-		case P_RATIO:
-			printf("} %.6f\n", p->fill);
-			break;
-		case P_STALLS:
-			printf("} %" PRIu64 "\n", p->stalls);
-			break;
-		}
-	}
-}
-
-enum sfield {
-	S_DELIVERED,
-	S_BYTES,
-	S_FILTERED,
-	S_RELEASED,
-	S_LAG,
-	S_LAG_S,
-	S_BATCH_SIZE,
-};
-
-static void prom_subs(const struct stats_view *v, const char *name,
-		      const char *type, const char *help, enum sfield f)
-{
-	prom_family(name, type, help);
-	for (uint32_t i = 0; i < v->n_subs; i++) {
-		const struct sv_sub *s = &v->subs[i];
-		uint64_t x = 0;
-
-		fputs(name, stdout);
-		sub_labels(v, s, NULL);
-		switch (f) {
-		case S_DELIVERED:
-			x = s->delivered;
-			break;
-		case S_BYTES:
-			x = s->delivered_bytes;
-			break;
-		case S_FILTERED:
-			x = s->filtered;
-			break;
-		case S_RELEASED:
-			x = s->released_records;
-			break;
-		case S_LAG:
-			x = s->lag_records;
-			break;
-		case S_BATCH_SIZE:
-			x = s->batch_size;
-			break;
-		case S_LAG_S:
-			printf("} %.9f\n", (double)s->lag_ns / 1e9);
-			continue;
-		}
-		printf("} %" PRIu64 "\n", x);
-	}
-}
-
-static void print_prometheus(const struct stats_view *v)
-{
-	static const char *const drop_reason[] = {"ring_full",
-						  "subscriber_gone"};
-	static const char *const flush_reason[] = {NULL, "full", "timeout",
-						   "drain"};
-	const char *name;
-
-	prom_family("expbus_broker_info", "gauge",
-		    "The broker serving the stats segment; always 1.");
-	printf("expbus_broker_info{pid=\"%u\"} 1\n", v->broker_pid);
-	prom_family("expbus_broker_uptime_seconds", "gauge",
-		    "Seconds since the broker started.");
-	printf("expbus_broker_uptime_seconds %.3f\n",
-	       v->taken_ns > v->start_ns
-		   ? (double)(v->taken_ns - v->start_ns) / 1e9
-		   : 0.0);
-	prom_family("expbus_broker_loops_total", "counter",
-		    "Passes of the broker's event loop.");
-	printf("expbus_broker_loops_total %" PRIu64 "\n", v->loops);
-	prom_family("expbus_broker_sleeps_total", "counter",
-		    "Times the broker went to sleep for want of work.");
-	printf("expbus_broker_sleeps_total %" PRIu64 "\n", v->sleeps);
-	prom_family("expbus_protocol_violations_total", "counter",
-		    "Peers disconnected for breaking the protocol.");
-	printf("expbus_protocol_violations_total %" PRIu64 "\n", v->violations);
-	prom_family(
-	    "expbus_unclaimed_records_total", "counter",
-	    "Records taken from producers that no subscription wanted.");
-	printf("expbus_unclaimed_records_total %" PRIu64 "\n", v->unclaimed);
-
-	prom_family("expbus_stream_records_total", "counter",
-		    "Records taken from the stream's producer rings.");
-	for (uint32_t i = 0; i < v->n_streams; i++) {
-		printf("expbus_stream_records_total{");
-		prom_label("stream", v->streams[i].name, true);
-		printf("} %" PRIu64 "\n", v->streams[i].records_in);
-	}
-	prom_family("expbus_stream_unclaimed_records_total", "counter",
-		    "Records of the stream that no subscription wanted.");
-	for (uint32_t i = 0; i < v->n_streams; i++) {
-		printf("expbus_stream_unclaimed_records_total{");
-		prom_label("stream", v->streams[i].name, true);
-		printf("} %" PRIu64 "\n", v->streams[i].unclaimed);
-	}
-
-	prom_producers(v, "expbus_producer_records_total", "counter",
-		       "Records the broker took from the producer's ring.",
-		       P_RECORDS);
-	prom_producers(v, "expbus_producer_ring_occupancy_records", "gauge",
-		       "Records committed to the ring and not yet taken.",
-		       P_OCC);
-	prom_producers(v, "expbus_producer_ring_capacity_records", "gauge",
-		       "Slots in the producer's ring.", P_CAP);
-	prom_producers(v, "expbus_producer_ring_occupancy_ratio", "gauge",
-		       "Occupancy of the ring over its capacity, 0 to 1.",
-		       P_RATIO);
-	prom_producers(v, "expbus_producer_stalls_total", "counter",
-		       "Times a lossless subscription without room held the "
-		       "producer's ring.",
-		       P_STALLS);
-
-	prom_subs(v, "expbus_subscription_delivered_records_total", "counter",
-		  "Records in batches published to the subscription.",
-		  S_DELIVERED);
-	prom_subs(v, "expbus_subscription_delivered_bytes_total", "counter",
-		  "Column bytes of the records delivered, headers included.",
-		  S_BYTES);
-	prom_subs(v, "expbus_subscription_released_records_total", "counter",
-		  "Records in batches the subscriber has released.",
-		  S_RELEASED);
-	prom_subs(v, "expbus_subscription_filtered_records_total", "counter",
-		  "Records the subscription's filter turned away.", S_FILTERED);
-	name = "expbus_subscription_dropped_records_total";
-	prom_family(name, "counter",
-		    "Records dropped for the subscription, by reason.");
-	for (uint32_t i = 0; i < v->n_subs; i++)
-		for (int r = 0; r < 2; r++) {
-			fputs(name, stdout);
-			sub_labels(v, &v->subs[i], drop_reason[r]);
-			printf("} %" PRIu64 "\n", v->subs[i].dropped[r]);
-		}
-	name = "expbus_subscription_batches_total";
-	prom_family(name, "counter",
-		    "Batches published to the subscription, by flush reason.");
-	for (uint32_t i = 0; i < v->n_subs; i++)
-		for (int r = 1; r < 4; r++) {
-			fputs(name, stdout);
-			sub_labels(v, &v->subs[i], flush_reason[r]);
-			printf("} %" PRIu64 "\n", v->subs[i].batches[r]);
-		}
-	prom_subs(v, "expbus_subscription_batch_size_records", "gauge",
-		  "Records per batch at most.", S_BATCH_SIZE);
-	prom_subs(v, "expbus_subscription_lag_records", "gauge",
-		  "Records routed to the subscription and not yet released.",
-		  S_LAG);
-	prom_subs(v, "expbus_subscription_lag_seconds", "gauge",
-		  "Age of the oldest record routed and not yet released.",
-		  S_LAG_S);
-}
-
 static void print_table(const struct stats_view *v)
 {
 	printf("broker pid %u; %" PRIu64 " records unclaimed, %" PRIu64
@@ -413,55 +153,59 @@ static void print_table(const struct stats_view *v)
 
 int cmd_stat(const char *socket, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"prometheus", no_argument, NULL, 'P'},
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
+	bool json = false, prometheus = false;
+	const struct option_spec opts[] = {
+	    OPTION_SOCKET(&socket),
+	    {.name = "json",
+	     .kind = OPTION_FLAG,
+	     .target = &json,
+	     .help = "one JSON object: broker_pid, unclaimed,\n"
+		     "violations, streams, producers, subscriptions"},
+	    {.name = "prometheus",
+	     .kind = OPTION_FLAG,
+	     .target = &prometheus,
+	     .help = "the Prometheus text exposition format (0.0.4),\n"
+		     "for a textfile collector ('expbus metrics'\n"
+		     "serves it over HTTP) (default: readable tables)"},
+	    OPTION_END,
+	};
+	const struct command_spec spec = {
+	    .name = CMD,
+	    .summary =
+		"Show the broker's streams, producer rings and subscriptions with\n"
+		"their counters, read once from its stats segment, which this maps\n"
+		"read-only: it never disturbs the broker, busy or not. The counters\n"
+		"are one consistent snapshot (the broker publishes them once per\n"
+		"pass under a sequence counter).",
+	    .options = opts,
+	    .epilog =
+		"Occupancy of a producer ring: tail - head, records committed and\n"
+		"not yet taken (the tail as the broker last read it, at most\n"
+		"100 ms old). Lag of a subscription: records routed to it and not\n"
+		"yet released (in batches it holds, plus the batch being filled),\n"
+		"and the age of the oldest of them.\n"
+		"\n"
+		"Exit status: 0 printed, 1 out of memory, 2 bad usage, 3 no broker\n"
+		"at the socket or its stats segment is unreadable.\n",
 	};
 	struct stats_view v = {0};
-	enum format fmt = FMT_TABLE;
-	int c, err;
+	int err;
 
-	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			socket = optarg;
-			break;
-		case 'j':
-		case 'P':
-			if (fmt != FMT_TABLE)
-				return cli_usage_error(
-				    CMD, "--json and --prometheus "
-					 "exclude each other");
-			fmt = c == 'j' ? FMT_JSON : FMT_PROMETHEUS;
-			break;
-		case 'h':
-			usage();
-			return 0;
-		default:
-			fprintf(stderr, "Try 'expbus stat --help'.\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'",
-				       argv[optind]);
+	err = options_parse(&spec, argc, argv, NULL);
+	if (err)
+		return err > 0 ? 0 : EXIT_USAGE;
+	if (json && prometheus)
+		return cli_usage_error(
+		    CMD, "--json and --prometheus exclude each other");
 	err = stats_view_snapshot(CMD, socket, &v);
 	if (err)
 		return err;
-	switch (fmt) {
-	case FMT_JSON:
+	if (json)
 		print_json(&v);
-		break;
-	case FMT_PROMETHEUS:
-		print_prometheus(&v);
-		break;
-	case FMT_TABLE:
+	else if (prometheus)
+		prom_text_write(stdout, &v);
+	else
 		print_table(&v);
-		break;
-	}
 	stats_view_free(&v);
 	return fflush(stdout) == 0 ? 0 : 1;
 }

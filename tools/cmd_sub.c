@@ -1,135 +1,58 @@
-/* cmd_sub.c — `expbus sub`: subscribe to a stream, check every record of
- * every batch against the pattern `expbus pub` writes (content, header,
- * filter, order), count what arrived and report rates. */
+/* cmd_sub.c — `expbus sub`: subscribe to a stream and print its records as
+ * they arrive, for a person at a shell: an aligned table on a terminal,
+ * JSON lines when piped, or with --stats one rate line a second. */
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 #include "cli.h"
 #include "expbus.h"
-#include "pattern.h"
-#include "schema.h"
+#include "layout.h"
+#include "options.h"
+#include "proto.h"
+#include "value_text.h"
 
-#define CMD	    "sub"
-#define POLL_MS	    100 /* longest wait before looking at the clock and signals */
-#define MAX_REPORTS 10 /* detailed messages per kind of error */
+#define CMD	 "sub"
+#define POLL_MS	 100 /* longest wait before looking at signals */
+#define MAX_COLS 64
+#define EDGE	 3  /* items shown at each end of a long dimension */
+#define MAX_CELL 64 /* a longer cell is cut, ending in "..." */
 
-/* A map from 64-bit keys to counters, open addressing; small and only
- * touched once per record, behind a one-entry cache. */
-struct counts {
-	uint64_t *keys, *vals;
-	uint8_t *used;
-	size_t cap, n;
-};
-
-static uint64_t hash64(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t *counts_slot(struct counts *m, uint64_t key, bool *fresh)
-{
-	size_t i;
-
-	if ((m->n + 1) * 2 > m->cap) {
-		struct counts big = {.cap = m->cap ? m->cap * 2 : 256};
-		big.keys = calloc(big.cap, sizeof(*big.keys));
-		big.vals = calloc(big.cap, sizeof(*big.vals));
-		big.used = calloc(big.cap, 1);
-		if (!big.keys || !big.vals || !big.used) {
-			fprintf(stderr, "expbus sub: out of memory\n");
-			exit(1);
-		}
-		for (size_t j = 0; j < m->cap; j++) {
-			if (!m->used[j])
-				continue;
-			bool f;
-			*counts_slot(&big, m->keys[j], &f) = m->vals[j];
-		}
-		free(m->keys);
-		free(m->vals);
-		free(m->used);
-		*m = big;
-	}
-	for (i = hash64(key) & (m->cap - 1); m->used[i];
-	     i = (i + 1) & (m->cap - 1))
-		if (m->keys[i] == key) {
-			*fresh = false;
-			return &m->vals[i];
-		}
-	m->used[i] = 1;
-	m->keys[i] = key;
-	m->vals[i] = 0;
-	m->n++;
-	*fresh = true;
-	return &m->vals[i];
-}
-
-static uint64_t counts_get(const struct counts *m, uint64_t key)
-{
-	if (!m->cap)
-		return 0;
-	for (size_t i = hash64(key) & (m->cap - 1); m->used[i];
-	     i = (i + 1) & (m->cap - 1))
-		if (m->keys[i] == key)
-			return m->vals[i];
-	return 0;
-}
+static const char *const header_columns[] = {"seq",    "source", "game",
+					     "player", "turn",	 "flags"};
 
 struct sub_opts {
 	const char *socket;
 	const char *stream;
+	const char *columns;
+	const char *group;
 	struct expbus_subscribe_options so;
-	uint32_t *games, n_games, *players, n_players;
+	struct id_list games, players;
+	int policy; /* index in policies */
+	uint32_t max_delay_ms;
 	uint32_t wait_ms;
 	uint64_t count;
 	double duration;
-	uint32_t idle_ms;
-	uint32_t expect_producers;
-	uint64_t expect_records;
-	struct pattern gen;
-	bool hold;
-	uint64_t pause_after;
-	uint32_t pause_ms;
-	const char *report;
-	bool progress;
+	bool json, table, stats;
 };
 
-struct field_check {
-	int col;
-	uint32_t offset, size;
-};
-
-struct sub_state {
+struct sub {
 	const struct sub_opts *o;
 	struct expbus_consumer *c;
-	int col_seq, col_source, col_game, col_player, col_turn, col_flags;
-	struct field_check fields[MAX_FIELDS];
-	uint32_t nfields;
-	uint32_t record_bytes;
-	/* what arrived */
-	uint64_t records, batches, dropped, flush[4];
-	uint64_t corrupt, order_errors, filter_errors, checksum_errors;
-	uint64_t first_ns, last_ns;
-	struct counts last_seq; /* source (or source << 32 | game) -> seq + 1 */
-	struct counts per_game, per_producer;
-	uint64_t reports;
-	/* expectation mode */
-	uint64_t *expected; /* per producer index - gen.index_base */
-	uint64_t expect_left;
+	int cols[MAX_COLS]; /* consumer column indices, in print order */
+	int flags_col;	    /* consumer index of flags, -1 */
+	uint32_t ncols;
+	int width[MAX_COLS];
+	bool table, header_done;
+	uint64_t printed;
+	char *cell;
+	size_t cell_cap;
+	FILE *cellf;
 };
 
 static volatile sig_atomic_t stop;
@@ -140,590 +63,186 @@ static void on_signal(int sig)
 	stop = 1;
 }
 
-static void usage(void)
+static int find_column(const struct expbus_consumer *c, const char *name)
 {
-	printf(
-	    "Usage: expbus sub [OPTION]...\n"
-	    "Subscribe to a stream and check every record against the pattern\n"
-	    "'expbus pub' writes: each field's bytes, the game/player/turn/flags\n"
-	    "header, the subscription's filter, and that seq grows strictly per\n"
-	    "producer (per producer and game with --group). Prints one line, and\n"
-	    "with --report a JSON file.\n"
-	    "\n"
-	    "Subscription:\n"
-	    "  -s, --socket PATH       the broker's socket (default: expbus's)\n"
-	    "      --stream NAME       stream (default demo)\n"
-	    "      --batch-size N      records per batch (default: the broker's)\n"
-	    "      --max-delay-ms N    flush a partial batch after N ms (default:\n"
-	    "                          the broker's)\n"
-	    "      --batch-slots N     batches in the ring, a power of two\n"
-	    "                          (default 8)\n"
-	    "      --lossy             drop records when the ring is full instead\n"
-	    "                          of holding the producers back (default:\n"
-	    "                          lossless)\n"
-	    "      --group NAME        share the records with other members of NAME\n"
-	    "      --games LIST        only these game ids, e.g. 0-3,1000 (default all)\n"
-	    "      --players LIST      only these player ids (default all)\n"
-	    "      --min-turn T        only records with turn >= T (default 0)\n"
-	    "      --checksum          have the broker checksum each batch (XXH3),\n"
-	    "                          and verify it\n"
-	    "      --wait-ms MS        retry while the stream or broker is not there\n"
-	    "                          yet, up to MS (default 5000)\n"
-	    "Stopping (the first that holds; SIGINT/SIGTERM also stop):\n"
-	    "      --count N           after N records (default: no limit)\n"
-	    "      --duration SEC      after SEC seconds (default: no limit)\n"
-	    "      --idle-ms MS        when no batch came for MS after the first\n"
-	    "                          (default 2000; 0: never)\n"
-	    "      --expect-producers P  with --expect-records N: stop as soon as\n"
-	    "      --expect-records N    records 0..N-1 of producers index-base ..\n"
-	    "                          index-base+P-1 that the filter selects have all\n"
-	    "                          arrived; with --group, whole games are\n"
-	    "                          expected, for the games this member got\n"
-	    "      --gen-games G, --gen-episode-len L, --gen-players P,\n"
-	    "      --gen-index-base I  what pub was given (defaults 4, 100, 2, 0)\n"
-	    "Behaviour:\n"
-	    "      --hold              never release a batch (a stuck trainer);\n"
-	    "                          --idle-ms does not apply\n"
-	    "      --pause-after N     after N records, stop reading for\n"
-	    "      --pause-ms MS       MS milliseconds (default 1000), once\n"
-	    "      --report FILE       write the counts as JSON to FILE\n"
-	    "      --progress          a line per second on stderr\n"
-	    "  -h, --help              show this help\n"
-	    "\n"
-	    "Rates count whole records (32-byte header + data) between the first\n"
-	    "batch and the last.\n"
-	    "Exit status: 0 all good; 1 a corrupt record, an order or filter error,\n"
-	    "a bad checksum, or (lossless, with --expect-*) records missing when\n"
-	    "stopping for --idle-ms or --duration; 2 bad usage; 3 could not\n"
-	    "subscribe, or the broker failed or went away.\n");
-}
-
-static int parse(int argc, char **argv, struct sub_opts *o)
-{
-	enum {
-		OPT_STREAM = 256,
-		OPT_BATCH_SIZE,
-		OPT_MAX_DELAY,
-		OPT_BATCH_SLOTS,
-		OPT_LOSSY,
-		OPT_GROUP,
-		OPT_GAMES,
-		OPT_PLAYERS,
-		OPT_MIN_TURN,
-		OPT_CHECKSUM,
-		OPT_WAIT_MS,
-		OPT_COUNT,
-		OPT_DURATION,
-		OPT_IDLE_MS,
-		OPT_EXPECT_P,
-		OPT_EXPECT_N,
-		OPT_GEN_GAMES,
-		OPT_GEN_LEN,
-		OPT_GEN_PLAYERS,
-		OPT_GEN_BASE,
-		OPT_HOLD,
-		OPT_PAUSE_AFTER,
-		OPT_PAUSE_MS,
-		OPT_REPORT,
-		OPT_PROGRESS,
-	};
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"stream", required_argument, NULL, OPT_STREAM},
-	    {"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
-	    {"max-delay-ms", required_argument, NULL, OPT_MAX_DELAY},
-	    {"batch-slots", required_argument, NULL, OPT_BATCH_SLOTS},
-	    {"lossy", no_argument, NULL, OPT_LOSSY},
-	    {"group", required_argument, NULL, OPT_GROUP},
-	    {"games", required_argument, NULL, OPT_GAMES},
-	    {"players", required_argument, NULL, OPT_PLAYERS},
-	    {"min-turn", required_argument, NULL, OPT_MIN_TURN},
-	    {"checksum", no_argument, NULL, OPT_CHECKSUM},
-	    {"wait-ms", required_argument, NULL, OPT_WAIT_MS},
-	    {"count", required_argument, NULL, OPT_COUNT},
-	    {"duration", required_argument, NULL, OPT_DURATION},
-	    {"idle-ms", required_argument, NULL, OPT_IDLE_MS},
-	    {"expect-producers", required_argument, NULL, OPT_EXPECT_P},
-	    {"expect-records", required_argument, NULL, OPT_EXPECT_N},
-	    {"gen-games", required_argument, NULL, OPT_GEN_GAMES},
-	    {"gen-episode-len", required_argument, NULL, OPT_GEN_LEN},
-	    {"gen-players", required_argument, NULL, OPT_GEN_PLAYERS},
-	    {"gen-index-base", required_argument, NULL, OPT_GEN_BASE},
-	    {"hold", no_argument, NULL, OPT_HOLD},
-	    {"pause-after", required_argument, NULL, OPT_PAUSE_AFTER},
-	    {"pause-ms", required_argument, NULL, OPT_PAUSE_MS},
-	    {"report", required_argument, NULL, OPT_REPORT},
-	    {"progress", no_argument, NULL, OPT_PROGRESS},
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
-	bool have_p = false, have_n = false;
-	uint32_t v;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "s:h", opts, NULL)) != -1) {
-		int r = 0;
-
-		switch (c) {
-		case 's':
-			o->socket = optarg;
-			break;
-		case OPT_STREAM:
-			o->stream = optarg;
-			break;
-		case OPT_BATCH_SIZE:
-			r = cli_u32(CMD, "--batch-size", optarg, 1, 1u << 24,
-				    &o->so.batch_size);
-			break;
-		case OPT_MAX_DELAY:
-			r = cli_u32(CMD, "--max-delay-ms", optarg, 1,
-				    UINT32_MAX / 1000, &v);
-			o->so.max_delay_us = v * 1000;
-			break;
-		case OPT_BATCH_SLOTS:
-			r = cli_u32(CMD, "--batch-slots", optarg, 1, 1u << 20,
-				    &o->so.batch_slots);
-			if (r == 0 &&
-			    (o->so.batch_slots & (o->so.batch_slots - 1)))
-				return cli_usage_error(
-				    CMD,
-				    "--batch-slots: %u is not a power of two",
-				    o->so.batch_slots);
-			break;
-		case OPT_LOSSY:
-			o->so.policy = EXPBUS_LOSSY;
-			break;
-		case OPT_GROUP:
-			if (!optarg[0] || strlen(optarg) >= NAME_MAX_LEN)
-				return cli_usage_error(
-				    CMD,
-				    "--group: a name of 1 to %d characters",
-				    NAME_MAX_LEN - 1);
-			o->so.group = optarg;
-			break;
-		case OPT_GAMES:
-			free(o->games);
-			r = cli_list(CMD, "--games", optarg, 1024, &o->games,
-				     &o->n_games);
-			break;
-		case OPT_PLAYERS:
-			free(o->players);
-			r = cli_list(CMD, "--players", optarg, 1024,
-				     &o->players, &o->n_players);
-			break;
-		case OPT_MIN_TURN:
-			r = cli_u32(CMD, "--min-turn", optarg, 0, UINT32_MAX,
-				    &o->so.min_turn);
-			break;
-		case OPT_CHECKSUM:
-			o->so.flags |= EXPBUS_SUBSCRIBE_CHECKSUM;
-			break;
-		case OPT_WAIT_MS:
-			r = cli_u32(CMD, "--wait-ms", optarg, 0, 86400000,
-				    &o->wait_ms);
-			break;
-		case OPT_COUNT:
-			r = cli_u64(CMD, "--count", optarg, 1, UINT64_MAX / 2,
-				    &o->count);
-			break;
-		case OPT_DURATION:
-			r = cli_seconds(CMD, "--duration", optarg,
-					&o->duration);
-			break;
-		case OPT_IDLE_MS:
-			r = cli_u32(CMD, "--idle-ms", optarg, 0, 86400000,
-				    &o->idle_ms);
-			break;
-		case OPT_EXPECT_P:
-			r = cli_u32(CMD, "--expect-producers", optarg, 1,
-				    1u << 20, &o->expect_producers);
-			have_p = true;
-			break;
-		case OPT_EXPECT_N:
-			r = cli_u64(CMD, "--expect-records", optarg, 0,
-				    UINT64_MAX / 2, &o->expect_records);
-			have_n = true;
-			break;
-		case OPT_GEN_GAMES:
-			r = cli_u32(CMD, "--gen-games", optarg, 1,
-				    PATTERN_MAX_GAMES - 1, &o->gen.games);
-			break;
-		case OPT_GEN_LEN:
-			r = cli_u32(CMD, "--gen-episode-len", optarg, 1,
-				    UINT32_MAX, &o->gen.episode_len);
-			break;
-		case OPT_GEN_PLAYERS:
-			r = cli_u32(CMD, "--gen-players", optarg, 1, UINT32_MAX,
-				    &o->gen.players);
-			break;
-		case OPT_GEN_BASE:
-			r = cli_u32(CMD, "--gen-index-base", optarg, 0,
-				    UINT32_MAX / PATTERN_MAX_GAMES - (1u << 20),
-				    &o->gen.index_base);
-			break;
-		case OPT_HOLD:
-			o->hold = true;
-			break;
-		case OPT_PAUSE_AFTER:
-			r = cli_u64(CMD, "--pause-after", optarg, 1,
-				    UINT64_MAX / 2, &o->pause_after);
-			break;
-		case OPT_PAUSE_MS:
-			r = cli_u32(CMD, "--pause-ms", optarg, 0, 86400000,
-				    &o->pause_ms);
-			break;
-		case OPT_REPORT:
-			o->report = optarg;
-			break;
-		case OPT_PROGRESS:
-			o->progress = true;
-			break;
-		case 'h':
-			usage();
-			exit(0);
-		default:
-			fprintf(stderr, "Try 'expbus sub --help'.\n");
-			return EXIT_USAGE;
-		}
-		if (r < 0)
-			return EXIT_USAGE;
-	}
-	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'",
-				       argv[optind]);
-	if (have_p != have_n)
-		return cli_usage_error(
-		    CMD, "--expect-producers and --expect-records "
-			 "go together");
-	if (o->n_games) {
-		o->so.games = o->games;
-		o->so.n_games = o->n_games;
-	}
-	if (o->n_players) {
-		o->so.players = o->players;
-		o->so.n_players = o->n_players;
-	}
-	return 0;
-}
-
-static bool in_list(const uint32_t *ids, uint32_t n, uint32_t x)
-{
-	uint32_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (ids[mid] == x)
-			return true;
-		if (ids[mid] < x)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return false;
-}
-
-static bool selected(const struct sub_opts *o, uint32_t game, uint32_t player,
-		     uint32_t turn)
-{
-	return turn >= o->so.min_turn &&
-	       (!o->n_games || in_list(o->games, o->n_games, game)) &&
-	       (!o->n_players || in_list(o->players, o->n_players, player));
-}
-
-/* Records among s in [from, to) of producer p with game index j (or any
- * game, j < 0) that the filter selects. */
-static uint64_t count_range(const struct sub_opts *o, uint32_t p, long j,
-			    uint64_t from, uint64_t to)
-{
-	struct expbus_record_header h;
-	uint64_t n = 0;
-
-	for (uint64_t s = from; s < to; s++) {
-		pattern_header(&o->gen, p, s, &h);
-		if ((j < 0 || h.game % PATTERN_MAX_GAMES == (uint64_t)j) &&
-		    selected(o, h.game, h.player, h.turn))
-			n++;
-	}
-	return n;
-}
-
-/* The same over s in [0, N): the pattern repeats every
- * lcm(episode_len * games, players) records, so count one period and the
- * rest rather than N records. */
-static uint64_t expected_count(const struct sub_opts *o, uint32_t p, long j)
-{
-	uint64_t a = (uint64_t)o->gen.episode_len * o->gen.games,
-		 b = o->gen.players;
-	uint64_t x = a, y = b, period, n = o->expect_records;
-
-	while (y) {
-		uint64_t t = x % y;
-		x = y;
-		y = t;
-	}
-	period = a / x * b;
-	if (period >= n || period / b != a / x)
-		return count_range(o, p, j, 0, n);
-	return n / period * count_range(o, p, j, 0, period) +
-	       count_range(o, p, j, 0, n % period);
-}
-
-static int setup_expectation(struct sub_state *st)
-{
-	const struct sub_opts *o = st->o;
-
-	if (!o->expect_producers || o->so.group)
-		return 0;
-	st->expected = calloc(o->expect_producers, sizeof(*st->expected));
-	if (!st->expected)
-		return -ENOMEM;
-	for (uint32_t k = 0; k < o->expect_producers; k++) {
-		st->expected[k] = expected_count(o, o->gen.index_base + k, -1);
-		st->expect_left += st->expected[k];
-	}
-	return 0;
-}
-
-/* Records still to come in expectation mode: per producer, or with
- * --group, per game this member received (its games arrive whole). */
-static uint64_t missing(struct sub_state *st)
-{
-	const struct sub_opts *o = st->o;
-	uint64_t miss = 0;
-
-	if (!o->expect_producers)
-		return 0;
-	if (!o->so.group) {
-		for (uint32_t k = 0; k < o->expect_producers; k++) {
-			uint64_t got = counts_get(&st->per_producer,
-						  o->gen.index_base + k);
-			if (got < st->expected[k])
-				miss += st->expected[k] - got;
-		}
-		return miss;
-	}
-	for (size_t i = 0; i < st->per_game.cap; i++) {
-		uint32_t g, p;
-		uint64_t want;
-
-		if (!st->per_game.used[i])
-			continue;
-		g = (uint32_t)st->per_game.keys[i];
-		p = g / PATTERN_MAX_GAMES;
-		if (p < o->gen.index_base ||
-		    p - o->gen.index_base >= o->expect_producers)
-			continue;
-		want = expected_count(o, p, g % PATTERN_MAX_GAMES);
-		if (st->per_game.vals[i] < want)
-			miss += want - st->per_game.vals[i];
-	}
-	return miss;
-}
-
-static int find_column(struct sub_state *st, const char *name)
-{
-	int n = expbus_consumer_columns(st->c);
+	int n = expbus_consumer_columns(c);
 
 	for (int i = 0; i < n; i++)
-		if (strcmp(expbus_consumer_column_name(st->c, i), name) == 0)
+		if (strcmp(expbus_consumer_column_name(c, i), name) == 0)
 			return i;
 	return -1;
 }
 
-/* Works out where each field's bytes sit in the pattern: schema_parse of
- * the stream's canonical text gives the offsets the producers used. */
-static int setup_columns(struct sub_state *st)
+/* The columns to print: --columns a,b,c, or the record header then every
+ * field of the schema. */
+static int choose_columns(struct sub *s)
 {
-	struct schema s;
-	char err[256];
+	const int n = expbus_consumer_columns(s->c);
 
-	if (schema_parse(expbus_consumer_schema(st->c), &s, err, sizeof(err)) <
-	    0) {
-		fprintf(stderr,
-			"expbus sub: the stream's schema does not parse: %s\n",
-			err);
-		return -EPROTO;
-	}
-	st->col_seq = find_column(st, "seq");
-	st->col_source = find_column(st, "source");
-	st->col_game = find_column(st, "game");
-	st->col_player = find_column(st, "player");
-	st->col_turn = find_column(st, "turn");
-	st->col_flags = find_column(st, "flags");
-	if (st->col_seq < 0 || st->col_source < 0 || st->col_game < 0 ||
-	    st->col_player < 0 || st->col_turn < 0 || st->col_flags < 0) {
-		fprintf(stderr,
-			"expbus sub: the batch ring lacks a header column\n");
-		return -EPROTO;
-	}
-	st->nfields = s.nfields;
-	for (uint32_t f = 0; f < s.nfields; f++) {
-		st->fields[f].col = find_column(st, s.fields[f].name);
-		st->fields[f].offset = s.fields[f].offset;
-		st->fields[f].size = s.fields[f].elem_size;
-		if (st->fields[f].col < 0) {
-			fprintf(stderr,
-				"expbus sub: the batch ring has no column "
-				"for field '%s'\n",
-				s.fields[f].name);
-			return -EPROTO;
+	s->flags_col = find_column(s->c, "flags");
+	if (!s->o->columns) {
+		for (size_t h = 0;
+		     h < sizeof(header_columns) / sizeof(header_columns[0]);
+		     h++) {
+			int i = find_column(s->c, header_columns[h]);
+			if (i >= 0 && s->ncols < MAX_COLS)
+				s->cols[s->ncols++] = i;
 		}
+		for (int i = 0; i < n && s->ncols < MAX_COLS; i++) {
+			const char *name = expbus_consumer_column_name(s->c, i);
+			bool header = strcmp(name, "timestamp") == 0;
+			for (size_t h = 0; h < sizeof(header_columns) /
+						   sizeof(header_columns[0]);
+			     h++)
+				header |= strcmp(name, header_columns[h]) == 0;
+			if (!header)
+				s->cols[s->ncols++] = i;
+		}
+		return 0;
 	}
-	st->record_bytes =
-	    (uint32_t)sizeof(struct expbus_record_header) + s.data_size;
+	for (const char *p = s->o->columns; *p;) {
+		size_t len = strcspn(p, ",");
+		char name[NAME_MAX_LEN];
+		int i;
+
+		if (len == 0 || len >= sizeof(name)) {
+			fprintf(stderr,
+				"expbus sub: --columns: '%s' is not a list of "
+				"column names such as 'seq,game,reward'\n",
+				s->o->columns);
+			return -EINVAL;
+		}
+		memcpy(name, p, len);
+		name[len] = '\0';
+		i = find_column(s->c, name);
+		if (i < 0) {
+			fprintf(stderr,
+				"expbus sub: --columns: the stream has no "
+				"column '%s'; it has:",
+				name);
+			for (int k = 0; k < n; k++)
+				fprintf(stderr, " %s",
+					expbus_consumer_column_name(s->c, k));
+			fputc('\n', stderr);
+			return -ENOENT;
+		}
+		if (s->ncols == MAX_COLS) {
+			fprintf(stderr, "expbus sub: --columns: at most %d\n",
+				MAX_COLS);
+			return -EINVAL;
+		}
+		s->cols[s->ncols++] = i;
+		p += len;
+		if (*p == ',')
+			p++;
+	}
 	return 0;
 }
 
-static void complain(struct sub_state *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void complain(struct sub_state *st, const char *fmt, ...)
+static void flags_text(FILE *out, uint32_t flags)
 {
-	va_list ap;
-
-	if (st->reports++ >= MAX_REPORTS) {
-		if (st->reports == MAX_REPORTS + 1)
-			fprintf(stderr,
-				"expbus sub: (further errors not shown)\n");
-		return;
-	}
-	fprintf(stderr, "expbus sub: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
+	if (!flags)
+		fputc('-', out);
+	if (flags & EXPBUS_RECORD_DONE)
+		fputs((flags & EXPBUS_RECORD_TRUNCATED) ? "done,trunc" : "done",
+		      out);
+	else if (flags & EXPBUS_RECORD_TRUNCATED)
+		fputs("trunc", out);
+	if (flags & ~(EXPBUS_RECORD_DONE | EXPBUS_RECORD_TRUNCATED))
+		fprintf(out, "%s%#x", flags & 3 ? "," : "",
+			flags &
+			    ~(EXPBUS_RECORD_DONE | EXPBUS_RECORD_TRUNCATED));
 }
 
-static uint64_t batch_checksum(struct sub_state *st,
-			       const struct expbus_batch *b)
+/* The table text of one cell, in s->cell (valid until the next call). */
+static const char *cell_text(struct sub *s, int col,
+			     const struct expbus_column *c, uint32_t i)
 {
-	int n = expbus_consumer_columns(st->c);
-	XXH3_state_t x;
-
-	XXH3_64bits_reset(&x);
-	for (int i = 0; i < n; i++) {
-		struct expbus_column col;
-		expbus_batch_column_at(st->c, b, i, &col);
-		XXH3_64bits_update(&x, col.data,
-				   (size_t)col.count * col.elem_size);
-	}
-	return XXH3_64bits_digest(&x);
+	rewind(s->cellf);
+	if (col == s->flags_col)
+		flags_text(s->cellf, ((const uint32_t *)c->data)[i]);
+	else
+		value_short(s->cellf, c, i, EDGE);
+	fputc('\0', s->cellf);
+	fflush(s->cellf);
+	if (strlen(s->cell) > MAX_CELL)
+		memcpy(s->cell + MAX_CELL - 3, "...", 4);
+	return s->cell;
 }
 
-static void check_batch(struct sub_state *st, const struct expbus_batch *b)
+/* Widths from the header and the first batch's records; later rows
+ * wider than that push the rest of their line right. */
+static void table_header(struct sub *s, const struct expbus_batch *b,
+			 const struct expbus_column *cols)
 {
-	const struct sub_opts *o = st->o;
-	struct expbus_column cs, csrc, cg, cp, ct, cf, fc[MAX_FIELDS];
-	const uint64_t *seq;
-	const uint32_t *src, *game, *player, *turn, *flags;
-	uint64_t cache_key = UINT64_MAX, *cache_last = NULL;
-	uint64_t game_key = UINT64_MAX, *game_count = NULL;
-	uint64_t prod_key = UINT64_MAX, *prod_count = NULL;
-	bool fresh;
-
-	expbus_batch_column_at(st->c, b, st->col_seq, &cs);
-	expbus_batch_column_at(st->c, b, st->col_source, &csrc);
-	expbus_batch_column_at(st->c, b, st->col_game, &cg);
-	expbus_batch_column_at(st->c, b, st->col_player, &cp);
-	expbus_batch_column_at(st->c, b, st->col_turn, &ct);
-	expbus_batch_column_at(st->c, b, st->col_flags, &cf);
-	for (uint32_t f = 0; f < st->nfields; f++)
-		expbus_batch_column_at(st->c, b, st->fields[f].col, &fc[f]);
-	seq = cs.data;
-	src = csrc.data;
-	game = cg.data;
-	player = cp.data;
-	turn = ct.data;
-	flags = cf.data;
-	if (o->so.flags & EXPBUS_SUBSCRIBE_CHECKSUM) {
-		uint64_t sum = batch_checksum(st, b);
-		if (sum != b->checksum) {
-			st->checksum_errors++;
-			complain(st,
-				 "batch %" PRIu64 ": checksum %016" PRIx64
-				 " but the broker wrote %016" PRIx64,
-				 b->seq, sum, b->checksum);
+	for (uint32_t k = 0; k < s->ncols; k++) {
+		int w =
+		    (int)strlen(expbus_consumer_column_name(s->c, s->cols[k]));
+		for (uint32_t i = 0; i < b->count && i < 64; i++) {
+			int len =
+			    (int)strlen(cell_text(s, s->cols[k], &cols[k], i));
+			if (len > w)
+				w = len;
 		}
+		s->width[k] = w;
 	}
-	for (uint32_t i = 0; i < b->count; i++) {
-		const uint64_t s = seq[i];
-		const uint32_t g = game[i], p = g / PATTERN_MAX_GAMES;
-		struct expbus_record_header want;
-		uint64_t base, key;
-		bool bad = false;
+	for (uint32_t k = 0; k < s->ncols; k++) {
+		const char *name =
+		    expbus_consumer_column_name(s->c, s->cols[k]);
+		char up[NAME_MAX_LEN];
+		size_t j;
 
-		pattern_header(&o->gen, p, s, &want);
-		if (g % PATTERN_MAX_GAMES >= o->gen.games || want.game != g ||
-		    want.player != player[i] || want.turn != turn[i] ||
-		    want.flags != flags[i]) {
-			bad = true;
-			complain(st,
-				 "record seq %" PRIu64 " of source %u: header "
-				 "game %u player %u turn %u flags %#x, the "
-				 "pattern has %u %u %u %#x",
-				 s, src[i], g, player[i], turn[i], flags[i],
-				 want.game, want.player, want.turn, want.flags);
-		}
-		base = pattern_base(p, s);
-		for (uint32_t f = 0; f < st->nfields && !bad; f++) {
-			const struct field_check *fk = &st->fields[f];
-			if (pattern_check(base,
-					  (const uint8_t *)fc[f].data +
-					      (size_t)i * fk->size,
-					  fk->offset, fk->size)) {
-				bad = true;
-				complain(
-				    st,
-				    "record seq %" PRIu64 " of producer %u: "
-				    "field %u's bytes differ from the pattern",
-				    s, p, f);
+		for (j = 0; name[j] && j + 1 < sizeof(up); j++)
+			up[j] = (char)(name[j] >= 'a' && name[j] <= 'z'
+					   ? name[j] - 'a' + 'A'
+					   : name[j]);
+		up[j] = '\0';
+		/* Aligned as the values below: numbers right, arrays left. */
+		if (cols[k].ndim == 0 && s->cols[k] != s->flags_col)
+			printf(k + 1 < s->ncols ? "%*s  " : "%*s\n",
+			       s->width[k], up);
+		else
+			printf(k + 1 < s->ncols ? "%-*s  " : "%-*s\n",
+			       k + 1 < s->ncols ? s->width[k] : 0, up);
+	}
+	s->header_done = true;
+}
+
+static void print_batch(struct sub *s, const struct expbus_batch *b)
+{
+	struct expbus_column cols[MAX_COLS];
+	uint32_t n = b->count;
+
+	if (s->o->count && s->o->count - s->printed < n)
+		n = (uint32_t)(s->o->count - s->printed);
+	for (uint32_t k = 0; k < s->ncols; k++)
+		expbus_batch_column_at(s->c, b, s->cols[k], &cols[k]);
+	if (s->table && !s->header_done)
+		table_header(s, b, cols);
+	for (uint32_t i = 0; i < n; i++) {
+		for (uint32_t k = 0; k < s->ncols; k++) {
+			if (s->table) {
+				const char *t =
+				    cell_text(s, s->cols[k], &cols[k], i);
+				/* Numbers right-aligned, arrays left. */
+				bool num = cols[k].ndim == 0 &&
+					   s->cols[k] != s->flags_col;
+				if (k + 1 == s->ncols)
+					printf(num ? "%*s\n" : "%-*s\n",
+					       num ? s->width[k] : 0, t);
+				else
+					printf(num ? "%*s  " : "%-*s  ",
+					       s->width[k], t);
+				continue;
 			}
+			printf("%s\"%s\":", k ? "," : "{",
+			       expbus_consumer_column_name(s->c, s->cols[k]));
+			value_json(stdout, &cols[k], i);
 		}
-		st->corrupt += bad;
-		if (!selected(o, g, player[i], turn[i])) {
-			st->filter_errors++;
-			complain(st,
-				 "record seq %" PRIu64
-				 " (game %u player %u turn "
-				 "%u) does not match the filter",
-				 s, g, player[i], turn[i]);
-		}
-		/* Order: strictly growing seq per source, or per source and
-		 * game in a group (a member that takes over a dead member's
-		 * games gets its unreleased records, older than what it has).
-		 */
-		key = o->so.group ? (uint64_t)src[i] << 32 | g : src[i];
-		if (key != cache_key) {
-			cache_last = counts_slot(&st->last_seq, key, &fresh);
-			cache_key = key;
-		}
-		if (*cache_last && s + 1 <= *cache_last) {
-			st->order_errors++;
-			complain(st,
-				 "source %u: seq %" PRIu64 " after %" PRIu64,
-				 src[i], s, *cache_last - 1);
-		}
-		*cache_last = s + 1;
-		if (g != game_key) {
-			game_count = counts_slot(&st->per_game, g, &fresh);
-			game_key = g;
-		}
-		(*game_count)++;
-		if (p != prod_key) {
-			prod_count = counts_slot(&st->per_producer, p, &fresh);
-			prod_key = p;
-		}
-		(*prod_count)++;
-		if (st->expected && !bad && p >= o->gen.index_base &&
-		    p - o->gen.index_base < o->expect_producers &&
-		    *prod_count <= st->expected[p - o->gen.index_base])
-			st->expect_left--;
+		if (!s->table)
+			fputs("}\n", stdout);
 	}
-	st->records += b->count;
-	st->batches++;
-	st->dropped = b->dropped_total;
-	if (b->flush_reason < 4)
-		st->flush[b->flush_reason]++;
+	s->printed += n;
 }
 
 static int subscribe(struct expbus *bus, const struct sub_opts *o,
@@ -738,7 +257,7 @@ static int subscribe(struct expbus *bus, const struct sub_opts *o,
 			break;
 		if (stop || cli_now_ns() >= deadline)
 			break;
-		(void)usleep(5000);
+		(void)usleep(10000);
 	}
 	if (err < 0)
 		fprintf(stderr, "expbus sub: subscribing to '%s' at %s: %s\n",
@@ -748,276 +267,292 @@ static int subscribe(struct expbus *bus, const struct sub_opts *o,
 	return err;
 }
 
-static void print_counts(FILE *f, const struct counts *m)
-{
-	uint64_t *keys = malloc(sizeof(*keys) * (m->n + 1));
-	size_t n = 0;
-
-	for (size_t i = 0; keys && i < m->cap; i++)
-		if (m->used[i])
-			keys[n++] = m->keys[i];
-	/* Insertion sort: a few thousand games at most, once. */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && keys[j - 1] > keys[j]; j--) {
-			uint64_t t = keys[j];
-			keys[j] = keys[j - 1];
-			keys[j - 1] = t;
-		}
-	fputc('{', f);
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%s\"%" PRIu64 "\":%" PRIu64, i ? "," : "", keys[i],
-			counts_get(m, keys[i]));
-	fputc('}', f);
-	free(keys);
-}
-
-static int write_report(struct sub_state *st, const char *path, double secs,
-			uint64_t miss)
-{
-	uint64_t bytes = st->records * st->record_bytes;
-	FILE *f = fopen(path, "w");
-
-	if (!f) {
-		fprintf(stderr, "expbus sub: --report %s: %s\n", path,
-			strerror(errno));
-		return -errno;
-	}
-	fprintf(f,
-		"{\"records\":%" PRIu64 ",\"batches\":%" PRIu64
-		",\"bytes\":%" PRIu64
-		",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f"
-		",\"dropped\":%" PRIu64 ",\"corrupt\":%" PRIu64
-		",\"order_errors\":%" PRIu64 ",\"filter_errors\":%" PRIu64
-		",\"checksum_errors\":%" PRIu64 ",\"missing\":%" PRIu64
-		",\"flush\":{\"full\":%" PRIu64 ",\"timeout\":%" PRIu64
-		",\"drain\":%" PRIu64 "},\"per_game\":",
-		st->records, st->batches, bytes, secs,
-		secs > 0 ? (double)st->records / secs : 0,
-		secs > 0 ? (double)bytes / secs / 1e9 : 0, st->dropped,
-		st->corrupt, st->order_errors, st->filter_errors,
-		st->checksum_errors, miss, st->flush[EXPBUS_FLUSH_FULL],
-		st->flush[EXPBUS_FLUSH_TIMEOUT], st->flush[EXPBUS_FLUSH_DRAIN]);
-	print_counts(f, &st->per_game);
-	fprintf(f, ",\"per_producer\":");
-	print_counts(f, &st->per_producer);
-	fprintf(f, "}\n");
-	if (fclose(f) != 0) {
-		fprintf(stderr, "expbus sub: --report %s: %s\n", path,
-			strerror(errno));
-		return -EIO;
-	}
-	return 0;
-}
-
-static void sleep_ms(uint32_t ms)
-{
-	uint64_t end = cli_now_ns() + (uint64_t)ms * 1000000u;
-
-	while (!stop && cli_now_ns() < end)
-		(void)usleep(10000);
-}
-
-enum stop_reason {
-	RUNNING,
-	BY_COUNT,
-	BY_EXPECT,
-	BY_IDLE,
-	BY_DURATION,
-	BY_SIGNAL,
-	BY_BROKER
+struct rates {
+	uint64_t records, bytes, batches, last_records, last_bytes;
+	uint64_t last_ns;
+	uint64_t dropped;
+	double lat_sum_ms, lat_max_ms;
+	uint64_t lat_n;
 };
 
-static const char *human_rate(double r, char *buf, size_t len)
+static void stats_line(struct rates *r, uint64_t now)
 {
-	if (r >= 1e6)
-		snprintf(buf, len, "%.3gM", r / 1e6);
-	else if (r >= 1e3)
-		snprintf(buf, len, "%.3gk", r / 1e3);
-	else
-		snprintf(buf, len, "%.3g", r);
-	return buf;
+	double dt = (double)(now - r->last_ns) / 1e9;
+
+	printf("%.0f rec/s  %.2f MB/s  %" PRIu64 " records  %" PRIu64
+	       " batches  %" PRIu64 " dropped  batch age avg %.2f ms max %.2f "
+	       "ms\n",
+	       dt > 0 ? (double)(r->records - r->last_records) / dt : 0,
+	       dt > 0 ? (double)(r->bytes - r->last_bytes) / dt / 1e6 : 0,
+	       r->records, r->batches, r->dropped,
+	       r->lat_n ? r->lat_sum_ms / (double)r->lat_n : 0, r->lat_max_ms);
+	fflush(stdout);
+	r->last_records = r->records;
+	r->last_bytes = r->bytes;
+	r->last_ns = now;
+	r->lat_sum_ms = r->lat_max_ms = 0;
+	r->lat_n = 0;
 }
 
-static enum stop_reason receive(struct sub_state *st, int *err)
+static int receive(struct sub *s)
 {
-	const struct sub_opts *o = st->o;
+	const struct sub_opts *o = s->o;
 	const uint64_t t0 = cli_now_ns();
 	const uint64_t end =
 	    o->duration > 0 ? t0 + (uint64_t)(o->duration * 1e9) : UINT64_MAX;
-	uint64_t last_progress = t0, progress_records = 0;
-	bool paused = false;
+	const int n = expbus_consumer_columns(s->c);
+	struct rates r = {.last_ns = t0};
 
-	if (st->expected && st->expect_left == 0)
-		return BY_EXPECT;
 	while (!stop) {
 		const struct expbus_batch *b;
 		uint64_t now = cli_now_ns();
-		int r;
+		int err;
 
-		if (o->progress && now - last_progress >= 1000000000u) {
-			double dt = (double)(now - last_progress) / 1e9;
-			double rec =
-			    (double)(st->records - progress_records) / dt;
-			char buf[32];
-			fprintf(stderr,
-				"sub: %s rec/s, %.3f GB/s, %" PRIu64
-				" batches, %" PRIu64 " dropped\n",
-				human_rate(rec, buf, sizeof(buf)),
-				rec * st->record_bytes / 1e9, st->batches,
-				st->dropped);
-			last_progress = now;
-			progress_records = st->records;
-		}
+		if (o->stats && now - r.last_ns >= 1000000000u)
+			stats_line(&r, now);
 		if (now >= end)
-			return BY_DURATION;
-		if (!o->hold && o->idle_ms && st->batches &&
-		    now - st->last_ns >= (uint64_t)o->idle_ms * 1000000u)
-			return BY_IDLE;
-		r = expbus_next_batch(st->c, POLL_MS, &b);
-		if (r == -EAGAIN || r == -ETIMEDOUT || r == -EINTR)
+			break;
+		err = expbus_next_batch(s->c, POLL_MS, &b);
+		if (err == -EAGAIN || err == -ETIMEDOUT || err == -EINTR)
 			continue;
-		if (r == -EPIPE)
-			return BY_BROKER;
-		if (r < 0) {
-			*err = r;
-			return BY_BROKER;
+		if (err == -EPIPE) {
+			fprintf(stderr, "expbus sub: the broker went away\n");
+			return EXIT_BROKER;
 		}
-		st->last_ns = cli_now_ns();
-		if (!st->first_ns)
-			st->first_ns = st->last_ns;
-		check_batch(st, b);
-		if (!o->hold) {
-			r = expbus_release(st->c, b);
-			if (r < 0) {
-				*err = r;
-				return BY_BROKER;
+		if (err < 0) {
+			fprintf(stderr, "expbus sub: receiving: %s\n",
+				strerror(-err));
+			return EXIT_BROKER;
+		}
+		if (o->stats) {
+			/* publish_ns is the broker's CLOCK_MONOTONIC, ours too.
+			 */
+			double age =
+			    (double)(cli_now_ns() - b->publish_ns) / 1e6;
+			r.records += b->count;
+			r.batches++;
+			r.dropped = b->dropped_total;
+			for (int i = 0; i < n; i++) {
+				struct expbus_column col;
+				expbus_batch_column_at(s->c, b, i, &col);
+				r.bytes += (uint64_t)col.count * col.elem_size;
 			}
+			r.lat_sum_ms += age;
+			r.lat_max_ms = age > r.lat_max_ms ? age : r.lat_max_ms;
+			r.lat_n++;
+			s->printed += b->count;
+		} else {
+			print_batch(s, b);
+			if (fflush(stdout) != 0) /* a closed pipe: done */
+				stop = 1;
 		}
-		if (o->pause_after && !paused &&
-		    st->records >= o->pause_after) {
-			paused = true;
-			sleep_ms(o->pause_ms);
-			/* The pause is not idleness. */
-			st->last_ns = cli_now_ns();
+		err = expbus_release(s->c, b);
+		if (err < 0) {
+			fprintf(stderr, "expbus sub: releasing: %s\n",
+				strerror(-err));
+			return EXIT_BROKER;
 		}
-		if (o->count && st->records >= o->count)
-			return BY_COUNT;
-		if (st->expected && st->expect_left == 0)
-			return BY_EXPECT;
+		if (o->count && s->printed >= o->count)
+			break;
 	}
-	return BY_SIGNAL;
-}
-
-static void counts_free(struct counts *m)
-{
-	free(m->keys);
-	free(m->vals);
-	free(m->used);
-}
-
-static void state_free(struct sub_state *st, struct sub_opts *o)
-{
-	counts_free(&st->last_seq);
-	counts_free(&st->per_game);
-	counts_free(&st->per_producer);
-	free(st->expected);
-	free(o->games);
-	free(o->players);
+	if (o->stats)
+		stats_line(&r, cli_now_ns());
+	return 0;
 }
 
 int cmd_sub(const char *socket, int argc, char **argv)
 {
+	static const char *const policies[] = {"lossy", "lossless", NULL};
 	struct sub_opts o = {
 	    .socket = socket,
-	    .stream = "demo",
 	    .wait_ms = 5000,
-	    .idle_ms = 2000,
-	    .pause_ms = 1000,
-	    .gen = {.games = 4, .episode_len = 100, .players = 2},
+	};
+	const struct option_spec opts[] = {
+	    OPTION_SOCKET(&o.socket),
+	    {.name = "stream",
+	     .kind = OPTION_STRING,
+	     .target = &o.stream,
+	     .metavar = "NAME",
+	     .help = "the stream (or give it as the argument)"},
+	    {.name = "count",
+	     .short_name = 'n',
+	     .kind = OPTION_U64,
+	     .target = &o.count,
+	     .min = 1,
+	     .max = UINT64_MAX / 2,
+	     .metavar = "N",
+	     .help = "stop after N records (default: until ^C)"},
+	    {.name = "duration",
+	     .kind = OPTION_SECONDS,
+	     .target = &o.duration,
+	     .metavar = "SEC",
+	     .help = "stop after SEC seconds (default: no limit)"},
+	    {.name = "columns",
+	     .short_name = 'c',
+	     .kind = OPTION_STRING,
+	     .target = &o.columns,
+	     .metavar = "A,B",
+	     .help = "only these columns, in this order: header\n"
+		     "columns (seq, timestamp, source, game, player,\n"
+		     "turn, flags) and fields (default: all but\n"
+		     "timestamp)"},
+	    {.name = "json",
+	     .kind = OPTION_FLAG,
+	     .target = &o.json,
+	     .help = "JSON lines, one object per record, arrays in\n"
+		     "full (default when stdout is not a terminal)"},
+	    {.name = "table",
+	     .kind = OPTION_FLAG,
+	     .target = &o.table,
+	     .help = "an aligned table, long arrays shortened as\n"
+		     "numpy prints them (default on a terminal)"},
+	    {.name = "stats",
+	     .kind = OPTION_FLAG,
+	     .target = &o.stats,
+	     .help = "no records: a line a second with records/s,\n"
+		     "MB/s, batches, drops and batch age"},
+	    {.name = "games",
+	     .kind = OPTION_LIST,
+	     .target = &o.games,
+	     .max = PROTO_MAX_FILTER,
+	     .metavar = "LIST",
+	     .help = "only these game ids, e.g. 0-3,1000 (default all)"},
+	    {.name = "players",
+	     .kind = OPTION_LIST,
+	     .target = &o.players,
+	     .max = PROTO_MAX_FILTER,
+	     .metavar = "LIST",
+	     .help = "only these player ids (default all)"},
+	    {.name = "min-turn",
+	     .kind = OPTION_U32,
+	     .target = &o.so.min_turn,
+	     .max = UINT32_MAX,
+	     .metavar = "T",
+	     .help = "only records with turn >= T (default 0)"},
+	    {.name = "group",
+	     .kind = OPTION_STRING,
+	     .target = &o.group,
+	     .max = NAME_MAX_LEN - 1,
+	     .metavar = "NAME",
+	     .help = "share the records with the other members of\n"
+		     "the group NAME (whole games each)"},
+	    {.name = "policy",
+	     .kind = OPTION_CHOICE,
+	     .target = &o.policy,
+	     .choices = policies,
+	     .metavar = "P",
+	     .help = "lossy or lossless (default lossy: a slow\n"
+		     "terminal never holds the games back)"},
+	    {.name = "batch-size",
+	     .kind = OPTION_U32,
+	     .target = &o.so.batch_size,
+	     .min = 1,
+	     .max = 1u << 24,
+	     .metavar = "N",
+	     .help = "records per batch (default: the broker's)"},
+	    {.name = "max-delay-ms",
+	     .kind = OPTION_U32,
+	     .target = &o.max_delay_ms,
+	     .min = 1,
+	     .max = UINT32_MAX / 1000,
+	     .metavar = "MS",
+	     .help = "flush a partial batch after MS (default:\n"
+		     "the broker's)"},
+	    {.name = "wait-ms",
+	     .kind = OPTION_U32,
+	     .target = &o.wait_ms,
+	     .max = 86400000,
+	     .metavar = "MS",
+	     .help = "wait up to MS for the stream to appear\n"
+		     "(default 5000)"},
+	    OPTION_END,
+	};
+	const struct command_spec spec = {
+	    .name = CMD,
+	    .args = "[STREAM]",
+	    .summary =
+		"Subscribe to a stream and print its records as they arrive: the\n"
+		"header (seq, source producer, game, player, turn, flags) and the\n"
+		"fields. On a terminal an aligned table, arrays shortened like\n"
+		"numpy's; otherwise JSON lines that jq and Python read. 'expbus\n"
+		"check' is the subscriber that verifies what 'expbus pub' wrote.",
+	    .options = opts,
+	    .epilog =
+		"Examples:\n"
+		"  expbus sub demo -n 5\n"
+		"  expbus sub demo --columns seq,game,reward --games 0-3\n"
+		"  expbus sub demo --stats\n"
+		"\n"
+		"Exit status: 0 stopped (--count, --duration, SIGINT/SIGTERM or\n"
+		"a closed pipe), 1 out of memory, 2 bad usage, 3 no such stream\n"
+		"in time, or the broker refused or went away.\n",
+	    .max_args = 1,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};
-	struct sub_state st = {.o = &o};
+	struct sub s = {.o = &o};
 	struct expbus *bus = NULL;
-	enum stop_reason why;
-	uint64_t miss, bytes;
-	double secs;
-	char buf[32];
-	int err = 0, status = 0;
+	int err, first_arg, status = 0;
 
-	err = parse(argc, argv, &o);
+	err = options_parse(&spec, argc, argv, &first_arg);
 	if (err) {
-		state_free(&st, &o);
-		return err;
+		options_free(&spec);
+		return err > 0 ? 0 : EXIT_USAGE;
 	}
-	/* No SA_RESTART: a signal cuts a wait short so we notice it. */
+	if (first_arg < argc) {
+		if (o.stream) {
+			options_free(&spec);
+			return cli_usage_error(
+			    CMD, "give the stream once: --stream or argument");
+		}
+		o.stream = argv[first_arg];
+	}
+	if (!o.stream)
+		o.stream = "demo";
+	if (o.json && o.table) {
+		options_free(&spec);
+		return cli_usage_error(CMD, "--json and --table exclude "
+					    "each other");
+	}
+	o.so.policy = o.policy == 1 ? EXPBUS_LOSSLESS : EXPBUS_LOSSY;
+	o.so.max_delay_us = o.max_delay_ms * 1000;
+	o.so.group = o.group;
+	o.so.games = o.games.n ? o.games.ids : NULL;
+	o.so.n_games = o.games.n;
+	o.so.players = o.players.n ? o.players.ids : NULL;
+	o.so.n_players = o.players.n;
+	s.table = o.table || (!o.json && isatty(STDOUT_FILENO));
+
+	/* No SA_RESTART: a signal cuts a wait short so we notice it; a
+	 * closed pipe shows as a failed fflush. */
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	s.cellf = open_memstream(&s.cell, &s.cell_cap);
+	if (!s.cellf) {
+		fprintf(stderr, "expbus sub: out of memory\n");
+		options_free(&spec);
+		return 1;
+	}
 	err = expbus_new(o.socket, &bus);
 	if (err < 0) {
 		fprintf(stderr, "expbus sub: %s\n", strerror(-err));
-		state_free(&st, &o);
-		return EXIT_BROKER;
-	}
-	if (setup_expectation(&st) < 0) {
-		fprintf(stderr, "expbus sub: out of memory\n");
-		state_free(&st, &o);
-		expbus_free(bus);
-		return 1;
-	}
-	err = subscribe(bus, &o, &st.c);
-	if (err < 0) {
-		state_free(&st, &o);
-		expbus_free(bus);
-		return EXIT_BROKER;
-	}
-	if (setup_columns(&st) < 0) {
-		expbus_consumer_close(st.c);
-		state_free(&st, &o);
-		expbus_free(bus);
-		return EXIT_BROKER;
-	}
-	err = 0;
-	why = receive(&st, &err);
-	if (why == BY_BROKER && err)
-		fprintf(stderr, "expbus sub: receiving: %s\n",
-			expbus_last_error(bus)[0] ? expbus_last_error(bus)
-						  : strerror(-err));
-	else if (why == BY_BROKER)
-		fprintf(stderr, "expbus sub: the broker went away\n");
-	expbus_consumer_close(st.c);
-
-	miss = missing(&st);
-	bytes = st.records * st.record_bytes;
-	secs = st.last_ns > st.first_ns
-		   ? (double)(st.last_ns - st.first_ns) / 1e9
-		   : 0;
-	printf("sub: %" PRIu64
-	       " records in %.3f s: %s rec/s, %.2f GB/s; %" PRIu64
-	       " corrupt, %" PRIu64 " out of order, %" PRIu64
-	       " missing, %" PRIu64 " dropped",
-	       st.records, secs,
-	       human_rate(secs > 0 ? (double)st.records / secs : 0, buf,
-			  sizeof(buf)),
-	       secs > 0 ? (double)bytes / secs / 1e9 : 0, st.corrupt,
-	       st.order_errors, miss, st.dropped);
-	if (st.filter_errors)
-		printf(", %" PRIu64 " filter errors", st.filter_errors);
-	if (st.checksum_errors)
-		printf(", %" PRIu64 " bad checksums", st.checksum_errors);
-	printf("\n");
-	fflush(stdout);
-	if (o.report && write_report(&st, o.report, secs, miss) < 0)
-		status = 1;
-	if (st.corrupt || st.order_errors || st.filter_errors ||
-	    st.checksum_errors)
-		status = 1;
-	else if (miss && o.so.policy == EXPBUS_LOSSLESS &&
-		 (why == BY_IDLE || why == BY_DURATION))
-		status = 1;
-	else if (why == BY_BROKER)
 		status = EXIT_BROKER;
-	state_free(&st, &o);
+		goto out;
+	}
+	if (subscribe(bus, &o, &s.c) < 0) {
+		status = EXIT_BROKER;
+		goto out;
+	}
+	if (choose_columns(&s) < 0)
+		status = EXIT_USAGE;
+	else
+		status = receive(&s);
+	expbus_consumer_close(s.c);
+out:
 	expbus_free(bus);
+	fclose(s.cellf);
+	free(s.cell);
+	options_free(&spec);
 	return status;
 }

@@ -5,7 +5,6 @@
  * one plain-text frame per interval otherwise. */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -21,6 +20,7 @@
 
 #include "cli.h"
 #include "expbus.h"
+#include "options.h"
 #include "stats_view.h"
 
 #define CMD	      "top"
@@ -73,45 +73,6 @@ static void on_signal(int sig)
 		got_tstp = 1;
 	else
 		got_stop = 1;
-}
-
-static void usage(void)
-{
-	printf(
-	    "Usage: expbus top [OPTION]...\n"
-	    "A live view of the broker, refreshed every interval: per producer\n"
-	    "ring an occupancy bar, fill %% and records/s in; per subscription\n"
-	    "records/s and GB/s out, lag in records and milliseconds, batches/s\n"
-	    "by flush reason (full/timeout/drain) with their average fill, and\n"
-	    "drops by reason; totals and unclaimed records. Everything is read\n"
-	    "from the broker's stats segment, mapped read-only: top never\n"
-	    "disturbs the broker, however busy it is.\n"
-	    "\n"
-	    "  -s, --socket PATH  the broker's socket (default: expbus's)\n"
-	    "  -d, --delay SEC    seconds between refreshes (default 1; >= 0.05)\n"
-	    "  -n, --frames N     stop after N frames (default: until q)\n"
-	    "  -o, --sort KEY     first sort key: id, rate, fill, drops\n"
-	    "                     (default rate)\n"
-	    "  -h, --help         show this help\n"
-	    "\n"
-	    "Keys (when stdin and stdout are a terminal):\n"
-	    "  q       quit                 s / S  next / previous sort key\n"
-	    "  p       pause / resume       ?      help\n"
-	    "  space   refresh now          ^L     redraw\n"
-	    "When stdout is not a terminal, top prints one plain-text frame per\n"
-	    "interval (the first after one interval, so that it has rates).\n"
-	    "\n"
-	    "OCC/CAP: records committed to a ring and not yet taken by the\n"
-	    "broker (tail - head; the tail as the broker last read it, at most\n"
-	    "100 ms old), over the ring's slots. LAG: records routed to a\n"
-	    "subscription and not yet released, in batches it holds plus the\n"
-	    "batch being filled; LAG_MS: the age of the oldest of them. FILL: the\n"
-	    "average fill of the batches published in the interval. Each refresh\n"
-	    "reads one consistent snapshot; rates are the counters' growth over\n"
-	    "the interval.\n"
-	    "\n"
-	    "Exit status: 0 quit (q, -n, SIGINT or SIGTERM), 1 out of memory or\n"
-	    "the terminal failed, 2 bad usage, 3 no broker at the socket.\n");
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -747,68 +708,77 @@ static int run(struct top *t)
 	}
 }
 
-static int parse_sort(const char *arg, enum sort_key *out)
-{
-	static const char *const names[SORT_KEYS] = {"id", "rate", "fill",
-						     "drops"};
-
-	for (int i = 0; i < SORT_KEYS; i++)
-		if (strcmp(arg, names[i]) == 0) {
-			*out = (enum sort_key)i;
-			return 0;
-		}
-	cli_usage_error(CMD, "--sort: '%s' is none of id, rate, fill, drops",
-			arg);
-	return -EINVAL;
-}
-
 int cmd_top(const char *socket, int argc, char **argv)
 {
-	static const struct option opts[] = {
-	    {"socket", required_argument, NULL, 's'},
-	    {"delay", required_argument, NULL, 'd'},
-	    {"frames", required_argument, NULL, 'n'},
-	    {"sort", required_argument, NULL, 'o'},
-	    {"help", no_argument, NULL, 'h'},
-	    {0},
-	};
+	static const char *const sort_keys[] = {"id", "rate", "fill", "drops",
+						NULL};
 	struct top t = {.delay = 1, .sort = SORT_RATE};
+	int sort = SORT_RATE;
+	const struct option_spec opts[] = {
+	    OPTION_SOCKET(&socket),
+	    {.name = "delay",
+	     .short_name = 'd',
+	     .kind = OPTION_SECONDS,
+	     .target = &t.delay,
+	     .min = 50,
+	     .metavar = "SEC",
+	     .help = "seconds between refreshes (default 1; >= 0.05)"},
+	    {.name = "frames",
+	     .short_name = 'n',
+	     .kind = OPTION_U64,
+	     .target = &t.frames,
+	     .min = 1,
+	     .max = UINT32_MAX,
+	     .metavar = "N",
+	     .help = "stop after N frames (default: until q)"},
+	    {.name = "sort",
+	     .short_name = 'o',
+	     .kind = OPTION_CHOICE,
+	     .target = &sort,
+	     .choices = sort_keys,
+	     .metavar = "KEY",
+	     .help = "first sort key: id, rate, fill, drops\n(default rate)"},
+	    OPTION_END,
+	};
+	const struct command_spec spec = {
+	    .name = CMD,
+	    .summary =
+		"A live view of the broker, refreshed every interval: per producer\n"
+		"ring an occupancy bar, fill % and records/s in; per subscription\n"
+		"records/s and GB/s out, lag in records and milliseconds, batches/s\n"
+		"by flush reason (full/timeout/drain) with their average fill, and\n"
+		"drops by reason; totals and unclaimed records. Everything is read\n"
+		"from the broker's stats segment, mapped read-only: top never\n"
+		"disturbs the broker, however busy it is.",
+	    .options = opts,
+	    .epilog =
+		"Keys (when stdin and stdout are a terminal):\n"
+		"  q       quit                 s / S  next / previous sort key\n"
+		"  p       pause / resume       ?      help\n"
+		"  space   refresh now          ^L     redraw\n"
+		"When stdout is not a terminal, top prints one plain-text frame per\n"
+		"interval (the first after one interval, so that it has rates).\n"
+		"\n"
+		"OCC/CAP: records committed to a ring and not yet taken by the\n"
+		"broker (tail - head; the tail as the broker last read it, at most\n"
+		"100 ms old), over the ring's slots. LAG: records routed to a\n"
+		"subscription and not yet released, in batches it holds plus the\n"
+		"batch being filled; LAG_MS: the age of the oldest of them. FILL: the\n"
+		"average fill of the batches published in the interval. Each refresh\n"
+		"reads one consistent snapshot; rates are the counters' growth over\n"
+		"the interval.\n"
+		"\n"
+		"Exit status: 0 quit (q, -n, SIGINT or SIGTERM), 1 out of memory or\n"
+		"the terminal failed, 2 bad usage, 3 no broker at the socket.\n",
+	};
 	struct sigaction sa = {.sa_handler = on_signal};
 	sigset_t block;
-	int c, err, status = 0;
+	int err, status = 0;
 
-	while ((c = getopt_long(argc, argv, "s:d:n:o:h", opts, NULL)) != -1) {
-		switch (c) {
-		case 's':
-			socket = optarg;
-			break;
-		case 'd':
-			if (cli_seconds(CMD, "--delay", optarg, &t.delay) < 0)
-				return EXIT_USAGE;
-			if (t.delay < 0.05)
-				return cli_usage_error(
-				    CMD, "--delay: at least 0.05 s");
-			break;
-		case 'n':
-			if (cli_u64(CMD, "--frames", optarg, 1, UINT32_MAX,
-				    &t.frames) < 0)
-				return EXIT_USAGE;
-			break;
-		case 'o':
-			if (parse_sort(optarg, &t.sort) < 0)
-				return EXIT_USAGE;
-			break;
-		case 'h':
-			usage();
-			return 0;
-		default:
-			fprintf(stderr, "Try 'expbus top --help'.\n");
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc)
-		return cli_usage_error(CMD, "unexpected argument '%s'",
-				       argv[optind]);
+	err = options_parse(&spec, argc, argv, NULL);
+	if (err)
+		return err > 0 ? 0 : EXIT_USAGE;
+	t.sort = (enum sort_key)sort;
 	err = stats_source_open(CMD, socket, &t.src);
 	if (err)
 		return err;

@@ -4,7 +4,7 @@ in the same run: one broker, the same `expbus pub` load for every reader,
 one reader at a time, each a lossless subscriber with the same batch size.
 
 Readers:
-  C expbus sub          libexpbus consumer; checks every byte (pattern.h)
+  C expbus check          libexpbus consumer; checks every byte (pattern.h)
   Python views          expbus.subscribe: every column as a numpy view,
                         no byte touched (what a zero-copy trainer pays)
   Python reads bytes    the same, plus an XOR over every column's bytes
@@ -13,7 +13,7 @@ Readers:
                         into reused tensors
 
 Rates count whole records (32-byte header + data) from the first batch to
-the last, as `expbus sub` does. Prints a table; --json for one object.
+the last, as `expbus check` does. Prints a table; --json for one object.
 
     /usr/bin/python3 perf/python_reader/bench.py [--build-dir build]
         [--records 200000] [--record-size 128 --record-size 4096] ..."""
@@ -65,11 +65,11 @@ def c_reader(build, sock, stream, a, size, tmp):
     report = os.path.join(tmp, "sub.json")
     p = pub(build, sock, stream, a, size)
     s = subprocess.Popen(
-        [str(build / "tools" / "expbus"), "sub", "--socket", sock, "--stream",
+        [str(build / "tools" / "expbus"), "check", "--socket", sock, "--stream",
          stream, "--batch-size", str(a.batch_size), "--expect-producers",
          str(a.producers), "--expect-records", str(a.records), "--report",
          report], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    finish(s, "expbus sub")
+    finish(s, "expbus check")
     finish(p, "expbus pub")
     r = json.load(open(report))
     return r["records"], r["seconds"]
@@ -146,7 +146,7 @@ def main():
         broker, sock = start_broker(build, tmp)
         try:
             for size in sizes:
-                runs = [("C expbus sub", lambda s: c_reader(build, sock, s, a, size, tmp)),
+                runs = [("C expbus check", lambda s: c_reader(build, sock, s, a, size, tmp)),
                         ("Python views", lambda s: py_reader(build, sock, s, a, size, False)),
                         ("Python reads bytes", lambda s: py_reader(build, sock, s, a, size, True))]
                 if have_torch:

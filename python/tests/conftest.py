@@ -46,7 +46,7 @@ class Broker(harness.Broker):
         return self.start("pub", *args, **kw)
 
     def sub(self, *args, **kw):
-        return self.start("sub", *args, **kw)
+        return self.start("check", *args, **kw)
 
     def python(self, code, *args, binding=False, **kw):
         """A Python child running code (a string) with the package."""

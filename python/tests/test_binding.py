@@ -1,5 +1,5 @@
 """The producer binding (ctypes over libexpbus.so): records written from
-Python arrive byte for byte in the Python reader and in the C `expbus sub`;
+Python arrive byte for byte in the Python reader and in the C `expbus check`;
 reserved slots are filled in place; refusals carry the broker's message."""
 import time
 

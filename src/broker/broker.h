@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "filter.h"
 #include "layout.h"
 #include "log.h"
 #include "proto.h"
@@ -74,14 +75,6 @@ struct producer {
 	bool
 	    stalled; /* a lossless subscriber had no room for its next record */
 	uint32_t last_game;
-};
-
-struct filter {
-	uint32_t *games; /* sorted; NULL: all */
-	uint32_t n_games;
-	uint32_t *players; /* sorted; NULL: all */
-	uint32_t n_players;
-	uint32_t min_turn;
 };
 
 struct subscription {

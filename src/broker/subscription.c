@@ -137,30 +137,3 @@ void subscription_free(struct broker *b, struct subscription *sub)
 	free(sub->notes);
 	free(sub);
 }
-
-static bool contains(const uint32_t *sorted, uint32_t n, uint32_t x)
-{
-	uint32_t lo = 0, hi = n;
-
-	while (lo < hi) {
-		uint32_t mid = lo + (hi - lo) / 2;
-		if (sorted[mid] < x)
-			lo = mid + 1;
-		else if (sorted[mid] > x)
-			hi = mid;
-		else
-			return true;
-	}
-	return false;
-}
-
-bool filter_match(const struct filter *f, const struct expbus_record_header *h)
-{
-	if (h->turn < f->min_turn)
-		return false;
-	if (f->games && !contains(f->games, f->n_games, h->game))
-		return false;
-	if (f->players && !contains(f->players, f->n_players, h->player))
-		return false;
-	return true;
-}

@@ -18,7 +18,5 @@ int subscription_new(struct broker *b, struct stream *s,
 /* Unmaps and frees sub (NULL is fine); records of its open batch are
  * counted as dropped (subscriber gone). It must be out of its stream. */
 void subscription_free(struct broker *b, struct subscription *sub);
-/* Whether the record with header h passes f. */
-bool filter_match(const struct filter *f, const struct expbus_record_header *h);
 
 #endif

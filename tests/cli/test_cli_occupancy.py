@@ -11,7 +11,7 @@ WRITTEN = 700  # fewer than the ring holds: a partial fill to measure
 
 def test_occupancy_of_a_ring_held_by_a_stopped_subscriber_is_real(
         broker, finish):
-    sub = broker.start("sub", "--hold", "--batch-size", str(BATCH),
+    sub = broker.start("check", "--hold", "--batch-size", str(BATCH),
                        "--batch-slots", str(SLOTS), "--max-delay-ms", "60000",
                        "--wait-ms", "20000")
     # One producer writes WRITTEN records in commits of 64 and exits; its
@@ -59,7 +59,7 @@ def test_occupancy_of_a_ring_held_by_a_stopped_subscriber_is_real(
 
 
 def test_a_full_ring_shows_full(broker, finish):
-    sub = broker.start("sub", "--hold", "--batch-size", str(BATCH),
+    sub = broker.start("check", "--hold", "--batch-size", str(BATCH),
                        "--batch-slots", str(SLOTS), "--wait-ms", "20000")
     pub = broker.start("pub", "--count", "0", "--duration", "30",
                        "--nonblock", "--ring-slots", str(CAPACITY),

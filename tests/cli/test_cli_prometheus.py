@@ -69,7 +69,7 @@ def parse(text):
 def test_prometheus_output_parses_and_follows_the_conventions(
         broker, finish):
     producers, records = 2, 5000
-    sub = broker.start("sub", "--group", "g1", "--idle-ms", "5000",
+    sub = broker.start("check", "--group", "g1", "--idle-ms", "5000",
                        "--wait-ms", "20000")
     pub = broker.start("pub", "-n", str(producers), "--count", str(records),
                        "--wait-subs", "1", "--json")

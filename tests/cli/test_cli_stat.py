@@ -10,13 +10,13 @@ import pytest
 from expbus_harness import expbus_exe  # noqa: E402 (path set by conftest)
 
 
-SUBCOMMANDS = ["pub", "sub", "ls", "top", "stat"]
+SUBCOMMANDS = ["pub", "sub", "check", "ls", "top", "stat", "metrics", "bench"]
 
 
 def test_stat_json_counters_match_what_pub_and_sub_counted(
         broker, finish, tmp_path):
     producers, records = 3, 20_000
-    sub = broker.start("sub", "--batch-size", "100", "--max-delay-ms", "50",
+    sub = broker.start("check", "--batch-size", "100", "--max-delay-ms", "50",
                        "--idle-ms", "4000", "--report", str(tmp_path / "r"),
                        "--wait-ms", "20000")
     pub = broker.start("pub", "-n", str(producers), "--count", str(records),
@@ -65,7 +65,7 @@ def test_stat_json_counters_match_what_pub_and_sub_counted(
 
 
 def test_stat_json_keeps_the_keys_other_suites_read(broker, finish):
-    sub = broker.start("sub", "--hold", "--wait-ms", "20000")
+    sub = broker.start("check", "--hold", "--wait-ms", "20000")
     pub = broker.start("pub", "--count", "100", "--wait-subs", "1")
     assert finish(pub)[0] == 0
     st = broker.wait_for(lambda s: s["subscriptions"], "a subscription")
@@ -89,7 +89,7 @@ def test_stat_json_keeps_the_keys_other_suites_read(broker, finish):
 
 
 def test_ls_lists_streams_producers_and_subscriptions(broker, finish):
-    sub = broker.start("sub", "--group", "trainers", "--lossy",
+    sub = broker.start("check", "--group", "trainers", "--lossy",
                        "--batch-size", "32", "--games", "0-3",
                        "--min-turn", "5", "--hold", "--wait-ms", "20000")
     broker.start("pub", "--count", "0", "--duration", "20",

@@ -1,5 +1,5 @@
 """End to end with real processes: the broker, `expbus pub` producer
-processes and `expbus sub` subscribers that check every record's content,
+processes and `expbus check` subscribers that check every record's content,
 filter, order and count."""
 import json
 import signal
@@ -44,16 +44,16 @@ def test_three_lossless_subscriptions_each_get_exactly_their_records(
               "--expect-records", str(RECORDS)]
     games = [1, 2, 1003, 5002, 7000]
     subs = {
-        "all": broker.start("sub", *expect, "--report", str(tmp_path / "all"),
+        "all": broker.start("check", *expect, "--report", str(tmp_path / "all"),
                             "--wait-ms", "20000"),
         "filtered": broker.start(
-            "sub", *expect, "--games", ",".join(map(str, games)),
+            "check", *expect, "--games", ",".join(map(str, games)),
             "--min-turn", "50", "--report", str(tmp_path / "filtered"),
             "--wait-ms", "20000"),
-        "g1": broker.start("sub", "--group", "g", "--idle-ms", "3000",
+        "g1": broker.start("check", "--group", "g", "--idle-ms", "3000",
                            "--report", str(tmp_path / "g1"),
                            "--wait-ms", "20000"),
-        "g2": broker.start("sub", "--group", "g", "--idle-ms", "3000",
+        "g2": broker.start("check", "--group", "g", "--idle-ms", "3000",
                            "--report", str(tmp_path / "g2"),
                            "--wait-ms", "20000"),
     }
@@ -98,9 +98,9 @@ def test_three_lossless_subscriptions_each_get_exactly_their_records(
 
 def test_a_lossy_subscriber_that_stops_reading_stalls_nobody(broker, tmp_path):
     producers, records = 4, 50_000
-    stuck = broker.start("sub", "--lossy", "--hold", "--batch-slots", "2",
+    stuck = broker.start("check", "--lossy", "--hold", "--batch-slots", "2",
                          "--batch-size", "32", "--wait-ms", "20000")
-    live = broker.start("sub", "--expect-producers", str(producers),
+    live = broker.start("check", "--expect-producers", str(producers),
                         "--expect-records", str(records),
                         "--report", str(tmp_path / "live"), "--wait-ms", "20000")
     pub = broker.start("pub", "-n", str(producers), "--count", str(records),
@@ -131,7 +131,7 @@ def test_a_lossy_subscriber_that_stops_reading_stalls_nobody(broker, tmp_path):
 
 def test_sigterm_flushes_partial_batches_before_the_broker_exits(
         broker, tmp_path):
-    sub = broker.start("sub", "--batch-size", "1000", "--max-delay-ms",
+    sub = broker.start("check", "--batch-size", "1000", "--max-delay-ms",
                        "60000", "--idle-ms", "0", "--report",
                        str(tmp_path / "r"), "--wait-ms", "20000")
     pub = broker.start("pub", "--count", "10", "--wait-subs", "1")
