@@ -447,6 +447,7 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 	char why[512] = "";
 	int rc = BRIDGE_EXIT_OK;
 	bool shut = false;
+	int port;
 	struct tag shutdown_tag = {.done = on_shutdown};
 
 	memset(&srv, 0, sizeof(srv));
@@ -472,7 +473,8 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 	srv.cq = grpc_completion_queue_create_for_next(NULL);
 	srv.server = grpc_server_create(&chargs, NULL);
 	grpc_server_register_completion_queue(srv.server, srv.cq, NULL);
-	if (!grpc_server_add_http2_port(srv.server, cfg->listen, creds)) {
+	port = grpc_server_add_http2_port(srv.server, cfg->listen, creds);
+	if (port <= 0) {
 		fprintf(stderr,
 			"expbus-grpc: cannot listen on %s (in use, or not "
 			"HOST:PORT of this machine)\n",
@@ -484,9 +486,11 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 		grpc_server_start(srv.server);
 		for (int i = 0; i < 16; i++)
 			(void)request_call(&srv);
+		/* Tests and scripts read the port from this line. */
 		fprintf(stderr,
-			"expbus-grpc: serving %s for the broker at %s (%s)\n",
-			cfg->listen, expbus_socket_path(srv.bus),
+			"expbus-grpc: serving %s port %d for the broker at %s "
+			"(%s)\n",
+			cfg->listen, port, expbus_socket_path(srv.bus),
 			cfg->tls_cert ? "TLS" : "plaintext");
 		if (ready)
 			ready();
