@@ -105,8 +105,10 @@ grpc_server_credentials *auth_credentials(const struct bridge_config *cfg,
 	free(key);
 	free(ca);
 	if (!creds)
-		snprintf(why, why_len, "gRPC refused the TLS certificate %s "
-			 "or key %s", cfg->tls_cert, cfg->tls_key);
+		snprintf(why, why_len,
+			 "gRPC refused the TLS certificate %s "
+			 "or key %s",
+			 cfg->tls_cert, cfg->tls_key);
 	return creds;
 }
 

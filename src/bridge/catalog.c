@@ -156,9 +156,10 @@ int catalog_stats(struct server *srv, const char *stream, uint8_t **out,
 			expbus__v1__subscription_stats__init(&us[nu]);
 			us[nu].id = u->id;
 			us[nu].pid = u->pid;
-			us[nu].policy = u->policy == EXPBUS_LOSSY
-					    ? EXPBUS__V1__POLICY__POLICY_LOSSY
-					    : EXPBUS__V1__POLICY__POLICY_LOSSLESS;
+			us[nu].policy =
+			    u->policy == EXPBUS_LOSSY
+				? EXPBUS__V1__POLICY__POLICY_LOSSY
+				: EXPBUS__V1__POLICY__POLICY_LOSSLESS;
 			us[nu].batch_size = u->batch_size;
 			us[nu].group = (char *)u->group;
 			us[nu].delivered = u->delivered;

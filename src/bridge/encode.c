@@ -76,8 +76,7 @@ static uint8_t *put_u64(uint8_t *p, uint32_t field, uint64_t v)
 	return put_varint(p, v);
 }
 
-static uint8_t *put_bytes(uint8_t *p, uint32_t field, const void *s,
-			  size_t n)
+static uint8_t *put_bytes(uint8_t *p, uint32_t field, const void *s, size_t n)
 {
 	p = put_varint(p, TAG(field, WT_LEN));
 	p = put_varint(p, n);
@@ -89,8 +88,8 @@ static size_t column_bound(const struct expbus_column *col,
 			   enum bridge_compression comp)
 {
 	size_t used = (size_t)col->count * col->elem_size;
-	size_t data = comp == COMP_LZ4 ? (size_t)LZ4_compressBound((int)used)
-				       : used;
+	size_t data =
+	    comp == COMP_LZ4 ? (size_t)LZ4_compressBound((int)used) : used;
 
 	/* name + dtype + shape + scalars + data, each with tag and length */
 	return 2 * 64 + EXPBUS_MAX_DIMS * 6 + 64 + data + LEN5 * 2;
@@ -109,7 +108,8 @@ static uint8_t *put_column(uint8_t *p, const char *name,
 	p += LEN5;
 	start = p;
 	p = put_bytes(p, C_NAME, name, strlen(name));
-	p = put_bytes(p, C_DTYPE, dtype ? dtype : "", dtype ? strlen(dtype) : 0);
+	p = put_bytes(p, C_DTYPE, dtype ? dtype : "",
+		      dtype ? strlen(dtype) : 0);
 	for (uint32_t d = 0; d < col->ndim && d < EXPBUS_MAX_DIMS; d++)
 		sp = put_varint(sp, col->shape[d]);
 	if (sp > shape)
@@ -117,9 +117,9 @@ static uint8_t *put_column(uint8_t *p, const char *name,
 	p = put_u64(p, C_ELEM_SIZE, col->elem_size);
 	p = put_varint(p, TAG(C_DATA, WT_LEN));
 	if (comp == COMP_LZ4 && used) {
-		int n = LZ4_compress_default(col->data, (char *)p + LEN5,
-					     (int)used,
-					     LZ4_compressBound((int)used));
+		int n =
+		    LZ4_compress_default(col->data, (char *)p + LEN5, (int)used,
+					 LZ4_compressBound((int)used));
 		put_len5(p, (uint32_t)n);
 		p += LEN5 + n;
 		p = put_u64(p, C_COMPRESSION, COMP_LZ4);

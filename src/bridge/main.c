@@ -101,8 +101,9 @@ static char *read_token(const char *path)
 	size_t n;
 
 	if (!f) {
-		fprintf(stderr, "expbus-grpc: cannot open --token-file %s: %s\n",
-			path, strerror(errno));
+		fprintf(stderr,
+			"expbus-grpc: cannot open --token-file %s: %s\n", path,
+			strerror(errno));
 		return NULL;
 	}
 	if (!fgets(line, sizeof(line), f))

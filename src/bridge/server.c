@@ -18,13 +18,13 @@
 #include "bridge.h"
 #include "expbus.pb-c.h"
 
-#define M_STREAM "/expbus.v1.ExperienceService/StreamExperienceBatches"
-#define M_STATS	 "/expbus.v1.ExperienceService/GetStreamStats"
-#define M_LIST	 "/expbus.v1.ExperienceService/ListStreams"
+#define M_STREAM    "/expbus.v1.ExperienceService/StreamExperienceBatches"
+#define M_STATS	    "/expbus.v1.ExperienceService/GetStreamStats"
+#define M_LIST	    "/expbus.v1.ExperienceService/ListStreams"
 #define MAX_REQUEST (1u << 20)
 
-#define OWNER(ptr, type, member) \
-	((type *)((char *)(ptr) - offsetof(type, member)))
+#define OWNER(ptr, type, member)                                               \
+	((type *)((char *)(ptr)-offsetof(type, member)))
 
 static void on_new_call(struct tag *t, bool ok);
 static void on_recv(struct tag *t, bool ok);
@@ -236,53 +236,68 @@ static grpc_status_code check_request(const Expbus__V1__StreamRequest *r,
 {
 	memset(o, 0, sizeof(*o));
 	if (!r->stream || !r->stream[0]) {
-		snprintf(msg, len, "StreamRequest.stream: name the stream to "
-				   "subscribe to (ListStreams lists them)");
+		snprintf(msg, len,
+			 "StreamRequest.stream: name the stream to "
+			 "subscribe to (ListStreams lists them)");
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (copy_name(o->stream, sizeof(o->stream), r->stream) < 0) {
-		snprintf(msg, len, "StreamRequest.stream: longer than %zu "
-			 "bytes", sizeof(o->stream) - 1);
+		snprintf(msg, len,
+			 "StreamRequest.stream: longer than %zu "
+			 "bytes",
+			 sizeof(o->stream) - 1);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (copy_name(o->group, sizeof(o->group), r->group) < 0) {
-		snprintf(msg, len, "StreamRequest.group: longer than %zu "
-			 "bytes", sizeof(o->group) - 1);
+		snprintf(msg, len,
+			 "StreamRequest.group: longer than %zu "
+			 "bytes",
+			 sizeof(o->group) - 1);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (copy_name(o->id, sizeof(o->id), r->subscription_id) < 0) {
-		snprintf(msg, len, "StreamRequest.subscription_id: longer "
-			 "than %d bytes", BRIDGE_ID_MAX - 1);
+		snprintf(msg, len,
+			 "StreamRequest.subscription_id: longer "
+			 "than %d bytes",
+			 BRIDGE_ID_MAX - 1);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	for (const char *p = o->id; *p; p++) {
 		if (*p < 0x21 || *p > 0x7e) {
-			snprintf(msg, len, "StreamRequest.subscription_id: "
+			snprintf(msg, len,
+				 "StreamRequest.subscription_id: "
 				 "printable ASCII without spaces only");
 			return GRPC_STATUS_INVALID_ARGUMENT;
 		}
 	}
 	if (r->policy != EXPBUS__V1__POLICY__POLICY_LOSSLESS &&
 	    r->policy != EXPBUS__V1__POLICY__POLICY_LOSSY) {
-		snprintf(msg, len, "StreamRequest.policy: %d is neither "
-			 "POLICY_LOSSLESS nor POLICY_LOSSY", (int)r->policy);
+		snprintf(msg, len,
+			 "StreamRequest.policy: %d is neither "
+			 "POLICY_LOSSLESS nor POLICY_LOSSY",
+			 (int)r->policy);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (r->compression != EXPBUS__V1__COMPRESSION__COMPRESSION_NONE &&
 	    r->compression != EXPBUS__V1__COMPRESSION__COMPRESSION_LZ4) {
-		snprintf(msg, len, "StreamRequest.compression: %d is neither "
+		snprintf(msg, len,
+			 "StreamRequest.compression: %d is neither "
 			 "COMPRESSION_NONE nor COMPRESSION_LZ4",
 			 (int)r->compression);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (r->batch_size > 65536) {
-		snprintf(msg, len, "StreamRequest.batch_size: %u is over "
-			 "65536", r->batch_size);
+		snprintf(msg, len,
+			 "StreamRequest.batch_size: %u is over "
+			 "65536",
+			 r->batch_size);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (r->max_delay_ms > 3600000) {
-		snprintf(msg, len, "StreamRequest.max_delay_ms: %u is over an "
-			 "hour", r->max_delay_ms);
+		snprintf(msg, len,
+			 "StreamRequest.max_delay_ms: %u is over an "
+			 "hour",
+			 r->max_delay_ms);
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (r->n_game_ids > 4096 || r->n_player_ids > 4096) {
@@ -291,7 +306,8 @@ static grpc_status_code check_request(const Expbus__V1__StreamRequest *r,
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
 	if (r->resume && !o->id[0]) {
-		snprintf(msg, len, "StreamRequest.subscription_id: resume "
+		snprintf(msg, len,
+			 "StreamRequest.subscription_id: resume "
 			 "needs the id of the subscription to resume");
 		return GRPC_STATUS_INVALID_ARGUMENT;
 	}
@@ -305,10 +321,10 @@ static grpc_status_code check_request(const Expbus__V1__StreamRequest *r,
 	o->policy = r->policy == EXPBUS__V1__POLICY__POLICY_LOSSY
 			? EXPBUS_LOSSY
 			: EXPBUS_LOSSLESS;
-	o->compression = r->compression ==
-				 EXPBUS__V1__COMPRESSION__COMPRESSION_LZ4
-			     ? COMP_LZ4
-			     : COMP_NONE;
+	o->compression =
+	    r->compression == EXPBUS__V1__COMPRESSION__COMPRESSION_LZ4
+		? COMP_LZ4
+		: COMP_NONE;
 	o->follow = r->follow;
 	o->resume = r->resume;
 	o->resume_from = r->resume_from;
@@ -499,9 +515,9 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 		*stop_signal = 1;
 	}
 	for (;;) {
-		gpr_timespec dl = gpr_time_add(
-		    gpr_now(GPR_CLOCK_MONOTONIC),
-		    gpr_time_from_millis(200, GPR_TIMESPAN));
+		gpr_timespec dl =
+		    gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+				 gpr_time_from_millis(200, GPR_TIMESPAN));
 		grpc_event ev = grpc_completion_queue_next(srv.cq, dl, NULL);
 
 		if (ev.type == GRPC_OP_COMPLETE) {

@@ -33,7 +33,7 @@ struct message {
 	uint64_t seq;
 	uint64_t position;
 	uint32_t count;
-	uint64_t bytes; /* wire size of body */
+	uint64_t bytes;		/* wire size of body */
 	uint64_t dropped_total; /* the local subscription's, at encode */
 };
 
@@ -267,7 +267,8 @@ static void *pump(void *arg)
 	struct session *s = arg;
 	uint64_t idle_since = now_ns();
 	uint64_t idle_limit =
-	    ((uint64_t)(s->max_delay_ms ? s->max_delay_ms : 100) + IDLE_END_MS) *
+	    ((uint64_t)(s->max_delay_ms ? s->max_delay_ms : 100) +
+	     IDLE_END_MS) *
 	    1000000u;
 
 	for (;;) {
@@ -377,8 +378,8 @@ static void *pump(void *arg)
 static grpc_status_code resume_locked(struct session *s, uint64_t from,
 				      char *msg, size_t len)
 {
-	uint64_t first_pos = s->first < s->last ? msg_at(s, s->first)->position
-						: s->position;
+	uint64_t first_pos =
+	    s->first < s->last ? msg_at(s, s->first)->position : s->position;
 
 	if (from > s->position) {
 		snprintf(msg, len,
@@ -394,7 +395,8 @@ static grpc_status_code resume_locked(struct session *s, uint64_t from,
 		return GRPC_STATUS_OK;
 	}
 	for (uint64_t k = s->first; k <= s->last; k++) {
-		uint64_t pos = k < s->last ? msg_at(s, k)->position : s->position;
+		uint64_t pos =
+		    k < s->last ? msg_at(s, k)->position : s->position;
 
 		if (pos == from) {
 			s->next_send = k;
@@ -419,8 +421,8 @@ static void attach_locked(struct session *s, struct rcall *rc)
 		    "another call resumed this subscription", NULL);
 	}
 	const char *kv[6] = {"expbus-subscription-id", s->id,
-			     "expbus-schema", s->schema,
-			     "expbus-columns", s->columns};
+			     "expbus-schema",	       s->schema,
+			     "expbus-columns",	       s->columns};
 
 	session_ref(s);
 	rc->session = s;
@@ -469,10 +471,9 @@ static void describe_columns(struct session *s)
 		if (expbus_batch_column_at(s->consumer, &none, i, &col) < 0)
 			continue;
 		dt = expbus_dtype_name(col.dtype);
-		n = snprintf(s->columns + len, cap - len, "%s%s %s ",
-			     i ? ";" : "", expbus_consumer_column_name(
-					       s->consumer, i),
-			     dt ? dt : "?");
+		n = snprintf(
+		    s->columns + len, cap - len, "%s%s %s ", i ? ";" : "",
+		    expbus_consumer_column_name(s->consumer, i), dt ? dt : "?");
 		if (n < 0 || (size_t)n >= cap - len)
 			break;
 		len += (size_t)n;

@@ -145,6 +145,10 @@ struct broker_config {
 	uint32_t default_batch;
 	uint32_t default_delay_us;
 	int log_level;
+	/* Socket activation (activation.c): listen on activated_fd, which
+	 * systemd made and owns, instead of binding socket_path. */
+	bool activated;
+	int activated_fd;
 };
 
 struct broker {
