@@ -1,63 +1,20 @@
-"""Fixtures for the bridge tests: a real expbusd on a private socket (the
-shared harness), an expbus-grpc in front of it on a loopback port the
-kernel picks, and the Python remote client from python/. Every process
-started is stopped at teardown; the bridge must exit 0 on SIGTERM."""
+"""Fixtures for the bridge tests (bridge_harness.py): broker, bridge,
+bridge_factory. Skipped when expbus-grpc was not built (-Dbridge)."""
 import os
-import re
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "python"))
-import expbus_harness as harness  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bridge_harness import Bridge, bridge_exe, harness  # noqa: E402
 
 
-def bridge_exe():
-    return str(harness.build_dir() / "src" / "bridge" / "expbus-grpc")
-
-
-class Bridge:
-    """expbus-grpc on 127.0.0.1 (port chosen by the kernel)."""
-
-    def __init__(self, broker, *args, listen="127.0.0.1:0"):
-        self.log_path = broker.dir / f"bridge-{time.monotonic_ns()}.log"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [bridge_exe(), "--socket", broker.socket, "--listen", listen,
-             "--verbose", *args], stderr=self._log)
-        deadline = time.monotonic() + 15
-        while True:
-            m = re.search(r"serving \S+ port (\d+)", self.log())
-            if m:
-                self.port = int(m.group(1))
-                break
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("expbus-grpc did not start:\n" + self.log())
-            time.sleep(0.02)
-        self.target = f"127.0.0.1:{self.port}"
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self._log.close()
-                raise AssertionError("expbus-grpc did not stop on SIGTERM:\n"
-                                     + self.log()[-3000:])
-        self._log.close()
-        return self.proc.returncode
+@pytest.fixture(autouse=True)
+def _needs_bridge():
+    if not os.path.exists(bridge_exe()):
+        pytest.skip("expbus-grpc not built (meson -Dbridge=enabled needs "
+                    "grpc, protobuf-c, lz4)")
 
 
 @pytest.fixture
@@ -85,25 +42,3 @@ def bridge(bridge_factory):
     return bridge_factory()
 
 
-def child_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT / "python") + os.pathsep + env.get(
-        "PYTHONPATH", "")
-    return env
-
-
-def make_stream(broker, stream, *pub_args):
-    """Creates stream with one record (the pub default schema or
-    pub_args), so that subscribers can attach before the real producers."""
-    r = broker.run("pub", "--stream", stream, "--count", "1", *pub_args)
-    assert r.returncode == 0, r.stderr
-
-
-def rows(batch, names):
-    """{(source, seq): tuple of each named column's row bytes}."""
-    out = {}
-    src, seq = batch["source"], batch["seq"]
-    cols = [batch[n] for n in names]
-    for i in range(batch.count):
-        out[(int(src[i]), int(seq[i]))] = tuple(c[i].tobytes() for c in cols)
-    return out

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 import expbus.remote as remote
-from conftest import child_env, make_stream
+from bridge_harness import child_env, make_stream
 from expbus_harness import finish
 
 PY = "/usr/bin/python3"

@@ -7,7 +7,7 @@ import grpc
 import pytest
 
 import expbus.remote as remote
-from conftest import make_stream
+from bridge_harness import make_stream
 from expbus_harness import finish
 
 

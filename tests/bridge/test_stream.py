@@ -8,7 +8,7 @@ import pytest
 
 import expbus
 import expbus.remote as remote
-from conftest import bridge_exe, make_stream, rows
+from bridge_harness import bridge_exe, make_stream, rows
 from expbus_harness import finish
 
 N_PRODUCERS = 2
