@@ -26,12 +26,12 @@ import time
 
 import grpc
 
-from . import ExpbusError, Timeout, dtype as _dtype
+from . import BrokerGone, ExpbusError, Timeout, dtype as _dtype
 from . import expbus_pb2 as pb
 from ._wire import decode_batch
 
 __all__ = ["subscribe", "RemoteSubscription", "RemoteBatch", "RemoteError",
-           "list_streams", "stream_stats", "channel"]
+           "StreamEnded", "list_streams", "stream_stats", "channel"]
 
 _SERVICE = "/expbus.v1.ExperienceService/"
 _RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
@@ -70,6 +70,13 @@ def _tune_malloc():
         libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
     except (OSError, AttributeError):
         pass  # not glibc: nothing to tune
+
+
+class StreamEnded(BrokerGone):
+    """The bridge ended the stream (follow=False and the stream went
+    idle): every batch has been handed out. A BrokerGone, as the local
+    reader raises when its broker goes, so that loops written for one
+    stop the same way on the other."""
 
 
 class RemoteError(ExpbusError):
@@ -283,7 +290,7 @@ class RemoteSubscription:
         self._req = dict(
             stream=stream, game_ids=sorted(set(games or ())),
             player_ids=sorted(set(players or ())), min_turn=min_turn,
-            batch_size=batch_size,
+            batch_size=self.batch_size,
             max_delay_ms=0 if max_delay is None else max(1, round(
                 max_delay * 1000)),
             policy=pb.POLICY_LOSSY if policy in ("lossy", 1)
@@ -423,15 +430,17 @@ class RemoteSubscription:
 
     def next_batch(self, timeout=None):
         """The next RemoteBatch, waiting up to timeout seconds (None: for
-        ever); None when the bridge ended the stream (follow=False);
-        raises Timeout, or RemoteError when the bridge refused to go on."""
+        ever, 0: not at all); None when none came (as the local reader).
+        Raises StreamEnded once the bridge ended the stream (follow=False),
+        RemoteError when the bridge refused to go on."""
         try:
-            item = self._q.get(timeout=timeout)
+            item = self._q.get(block=timeout != 0, timeout=timeout or None)
         except queue.Empty:
-            raise Timeout(f"no batch from {self.target} within {timeout} s")
+            return None
         if item is _END:
             self._q.put(_END)
-            return None
+            raise StreamEnded(f"the bridge at {self.target} ended the "
+                              f"stream '{self.stream}'")
         if isinstance(item, Exception):
             self._q.put(item)
             raise item
@@ -452,9 +461,13 @@ class RemoteSubscription:
         return self
 
     def __next__(self):
-        b = self.next_batch(self.timeout)
+        try:
+            b = self.next_batch(self.timeout)
+        except StreamEnded:
+            raise StopIteration from None
         if b is None:
-            raise StopIteration
+            raise Timeout(f"no batch from {self.target} within "
+                          f"{self.timeout} s")
         return b
 
     def close(self):
@@ -497,7 +510,8 @@ def subscribe(target, stream, **kw):
     / client_cert / client_key (PEM bytes) / server_name: TLS.
     subscription_id, resume_from: resume a subscription another process
     started (its id and the position after its last batch).
-    follow: False ends the iteration once the stream goes idle.
+    follow: False ends the iteration (StreamEnded from next_batch) once
+    the stream goes idle.
     reconnect: reconnect and resume by itself after a broken call, for up to
     reconnect_timeout seconds. queue_size: batches received ahead of the
     caller (beyond, the bridge's sends wait: back-pressure). verify: check

@@ -157,3 +157,24 @@ def test_plaintext_refused_off_loopback_and_help(broker):
     r = subprocess.run([bridge_exe(), "--listen", "127.0.0.1:0", "--linger",
                         "x"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "--linger" in r.stderr
+
+
+def test_torch_dataset_remote(broker, bridge):
+    torch = pytest.importorskip("torch")
+    from expbus.torch import ExperienceDataset
+    make_stream(broker, "tds")
+    ds = ExperienceDataset("tds", remote=bridge.target, batch_size=16,
+                           max_batches=4, idle_timeout=30,
+                           compression="lz4", pin_memory=False)
+    it = iter(ds)
+    pub = broker.start("pub", "--stream", "tds", "--count", "64",
+                       "--wait-subs", "1", "--wait-ms", "30000")
+    # Copies: the dataset reuses its tensors after `buffers` batches.
+    got = [{k: v.clone() for k, v in b.items()} for b in it]
+    assert finish(pub)[0] == 0
+    assert len(got) == 4
+    for b in got:
+        assert b["obs"].shape == (16, 8, 8) and b["obs"].dtype == torch.float32
+        assert b["action"].dtype == torch.int32
+    seqs = torch.cat([b["seq"] for b in got])
+    assert sorted(seqs.tolist()) == list(range(64))
