@@ -361,9 +361,19 @@ class RemoteSubscription:
                 self._call = call
             try:
                 md = dict(call.initial_metadata() or ())
-                if first and not call.is_active() and \
-                        call.code() != grpc.StatusCode.OK:
-                    raise RemoteError(call.code(), call.details())
+                if "expbus-subscription-id" not in md:
+                    # Refused: the bridge sends these headers only once
+                    # subscribed; the status follows (or came with them).
+                    try:
+                        next(call)
+                    except grpc.RpcError as e:
+                        if first:
+                            raise RemoteError(e.code(),
+                                              e.details()) from None
+                        raise
+                    raise RemoteError(grpc.StatusCode.UNKNOWN,
+                                      f"{self.target} is not an expbus "
+                                      "bridge (no expbus-subscription-id)")
                 if "expbus-columns" in md:
                     self._set_columns(md)
                 first = False

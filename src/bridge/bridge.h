@@ -121,6 +121,7 @@ struct server {
 	uint32_t n_sessions;
 	uint64_t next_id;
 	atomic_bool stopping;
+	atomic_uint pumps; /* pump threads not yet finished */
 };
 
 /* Serves until *stop_signal becomes non-zero; ready() is called once

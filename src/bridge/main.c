@@ -48,9 +48,13 @@ static const char usage[] =
     "                             30); lossless ones hold back the games\n"
     "                             meanwhile once their retention is full\n"
     "      --retention N          batches each subscription keeps, sent or\n"
-    "                             not, for resume (default 64)\n"
+    "                             not, for resume (default 4096)\n"
     "      --retention-bytes N    and at most N bytes of them (default\n"
-    "                             256M; K, M, G suffixes)\n"
+    "                             64M; K, M, G suffixes). Sent is not\n"
+    "                             received: keep more than a client's\n"
+    "                             receive window and socket buffers (the\n"
+    "                             Python client's window is 8 MiB), or a\n"
+    "                             resume after a crash reports lost records\n"
     "      --batch-slots N        batch ring of each local subscription, a\n"
     "                             power of two (default 16)\n"
     "  -v, --verbose              a line per subscription event on stderr\n"
@@ -173,8 +177,8 @@ int main(int argc, char **argv)
 	struct bridge_config cfg = {
 	    .max_subscriptions = 128,
 	    .linger_ms = 30000,
-	    .retention = 64,
-	    .retention_bytes = 256u << 20,
+	    .retention = 4096,
+	    .retention_bytes = 64u << 20,
 	    .batch_slots = 16,
 	};
 	char *token = NULL;

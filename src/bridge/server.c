@@ -470,6 +470,7 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 	srv.cfg = cfg;
 	pthread_mutex_init(&srv.lock, NULL);
 	atomic_init(&srv.stopping, false);
+	atomic_init(&srv.pumps, 0);
 	if (expbus_new(cfg->socket, &srv.bus) < 0) {
 		fprintf(stderr, "expbus-grpc: out of memory\n");
 		return BRIDGE_EXIT_START;

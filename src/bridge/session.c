@@ -265,6 +265,7 @@ static void end_locked(struct session *s, grpc_status_code st, const char *m)
 static void *pump(void *arg)
 {
 	struct session *s = arg;
+	struct server *srv = s->srv;
 	uint64_t idle_since = now_ns();
 	uint64_t idle_limit =
 	    ((uint64_t)(s->max_delay_ms ? s->max_delay_ms : 100) +
@@ -366,10 +367,13 @@ static void *pump(void *arg)
 		rcall_finish(s->call, GRPC_STATUS_UNAVAILABLE,
 			     "expbus-grpc is stopping");
 	pthread_mutex_unlock(&s->lock);
-	if (s->srv->cfg->verbose)
+	if (srv->cfg->verbose)
 		fprintf(stderr, "expbus-grpc: subscription %s ended\n", s->id);
 	session_unref(s); /* the table's */
 	session_unref(s); /* the pump's */
+	/* Release: session_stop_all's acquire load sees every write of this
+	 * thread (the frees above) once it sees the count drop. */
+	atomic_fetch_sub_explicit(&srv->pumps, 1, memory_order_release);
 	return NULL;
 }
 
@@ -633,7 +637,11 @@ grpc_status_code session_attach(struct server *srv, struct rcall *rc,
 	session_ref(s); /* the pump's; the first is the table's */
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Relaxed: only the count matters here; the pump's decrement is the
+	 * release that session_stop_all pairs with. */
+	atomic_fetch_add_explicit(&srv->pumps, 1, memory_order_relaxed);
 	if (pthread_create(&tid, &attr, pump, s) != 0) {
+		atomic_fetch_sub_explicit(&srv->pumps, 1, memory_order_relaxed);
 		pthread_attr_destroy(&attr);
 		pthread_mutex_unlock(&srv->lock);
 		session_unref(s);
@@ -669,7 +677,9 @@ void session_stop_all(struct server *srv)
 		}
 		n = srv->n_sessions;
 		pthread_mutex_unlock(&srv->lock);
-		if (n == 0)
+		/* Acquire: pairs with each pump's release decrement. */
+		if (n == 0 && atomic_load_explicit(&srv->pumps,
+						   memory_order_acquire) == 0)
 			return;
 		usleep(10000);
 	}

@@ -35,8 +35,12 @@ def read_log(path):
     return seen, end
 
 
-def test_killed_client_resumes_exactly_once(broker, bridge, tmp_path):
+def test_killed_client_resumes_exactly_once(broker, bridge_factory,
+                                            tmp_path):
     make_stream(broker, "res")
+    # Retain everything: what the bridge sent into the dead client's socket
+    # must still be there to send again.
+    bridge = bridge_factory("--retention", "100000")
     out = tmp_path / "child.log"
     child = broker.spawn([PY, "-c", CHILD, bridge.target, "res", "sub-A",
                           str(out)], env=child_env())
