@@ -153,3 +153,95 @@ def test_stalled_lossless_client_backpressures_games(broker, bridge_factory):
     stalled.close()
     rc, _, err = finish(pub, timeout=60)
     assert rc == 0, err
+
+
+class Proxy:
+    """A TCP forwarder on loopback whose connections the test can cut
+    (while it keeps listening), to break calls under a client."""
+
+    def __init__(self, target_port):
+        import socket
+        import threading
+        self.target_port = target_port
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            u = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pipe, args=(a, b),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pipe(a, b):
+        try:
+            while True:
+                d = a.recv(1 << 16)
+                if not d:
+                    break
+                b.sendall(d)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        import socket
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self):
+        self.closed = True
+        self.lsock.close()
+        self.cut()
+
+
+def test_client_reconnects_and_resumes_by_itself(broker, bridge_factory):
+    make_stream(broker, "auto")
+    b = bridge_factory("--retention", "100000")
+    proxy = Proxy(b.port)
+    try:
+        sub = remote.subscribe(f"127.0.0.1:{proxy.port}", "auto",
+                               batch_size=25, reconnect_timeout=30)
+        total = 2 * 3000
+        pub = broker.start("pub", "--stream", "auto", "-n", "2", "--count",
+                           "3000", "--rate", "3000")
+        seen, cuts = [], 0
+        while len(seen) < total:
+            bt = sub.next_batch(30)
+            assert bt is not None, f"stalled after {len(seen)} records"
+            seen += [f"{s}:{q}" for s, q in zip(bt["source"], bt["seq"])]
+            if cuts < 3 and len(seen) >= (cuts + 1) * total // 4:
+                proxy.cut()
+                cuts += 1
+        assert finish(pub)[0] == 0
+        assert len(seen) == total and len(set(seen)) == total
+        assert sub.reconnects >= 3
+        assert sub.lost == 0
+        sub.close()
+    finally:
+        proxy.close()
