@@ -100,11 +100,7 @@ def channel(target, *, tls=False, root_certificates=None, client_cert=None,
             # A batch is often hundreds of KiB: let a whole one (and the
             # next) be in flight instead of 64 KiB at a time.
             ("grpc.http2.lookahead_bytes", 8 << 20),
-            ("grpc.http2.max_frame_size", 1 << 24),
-            # and read the socket in large chunks (default 8 KiB at first).
-            ("grpc.experimental.tcp_read_chunk_size", 4 << 20),
-            ("grpc.experimental.tcp_min_read_chunk_size", 1 << 20),
-            ("grpc.experimental.tcp_max_read_chunk_size", 16 << 20)]
+            ("grpc.http2.max_frame_size", 1 << 24)]
     if tls or root_certificates or client_cert:
         creds = grpc.ssl_channel_credentials(
             root_certificates=root_certificates, private_key=client_key,
