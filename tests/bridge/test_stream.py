@@ -178,3 +178,21 @@ def test_torch_dataset_remote(broker, bridge):
         assert b["action"].dtype == torch.int32
     seqs = torch.cat([b["seq"] for b in got])
     assert sorted(seqs.tolist()) == list(range(64))
+
+
+def test_follow_false_ends_when_idle(broker, bridge):
+    make_stream(broker, "fin")
+    # Producers already writing when the call starts, for about 2 s.
+    pub = broker.start("pub", "--stream", "fin", "--count", "2000",
+                       "--rate", "1000")
+    broker.wait_for(lambda st: sum(p["records_in"] for p in st["producers"])
+                    > 10, "pub writing")
+    sub = remote.subscribe(bridge.target, "fin", follow=False,
+                           max_delay=0.05, timeout=30)
+    n = sum(b.count for b in sub)  # ends by itself (StreamEnded)
+    assert pub.poll() is not None, "ended while the stream was busy"
+    assert finish(pub)[0] == 0
+    assert 0 < n <= 2000
+    with pytest.raises(remote.StreamEnded):
+        sub.next_batch(1)
+    sub.close()
