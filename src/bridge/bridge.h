@@ -71,10 +71,13 @@ bool auth_is_loopback(const char *listen);
 /* Encodes the fields of an ExperienceBatch that never change for this
  * batch (schema hash, count, position, seq, flush reason, publish time,
  * columns) into a refcounted slice. Columns are copied once from the
- * mapping, or compressed straight from it with lz4. 0 or -ENOMEM. */
+ * mapping, or compressed straight from it with lz4. count is the caller's
+ * one read of b->count (checked by expbus_next_batch against the ring's
+ * batch size), used for sizing and copying alike. 0 or -ENOMEM. */
 int encode_batch(const struct expbus_consumer *c, const struct expbus_batch *b,
-		 uint64_t schema_hash, enum bridge_compression comp,
-		 uint64_t seq, uint64_t position, grpc_slice *out);
+		 uint32_t count, uint64_t schema_hash,
+		 enum bridge_compression comp, uint64_t seq, uint64_t position,
+		 grpc_slice *out);
 /* The fields that depend on the send: subscription id and schema (the
  * first message of a call; NULL otherwise), dropped and lost totals. */
 grpc_slice encode_tail(const char *id, const char *schema, uint64_t dropped,

@@ -84,10 +84,10 @@ static uint8_t *put_bytes(uint8_t *p, uint32_t field, const void *s, size_t n)
 	return p + n;
 }
 
-static size_t column_bound(const struct expbus_column *col,
+static size_t column_bound(const struct expbus_column *col, uint32_t count,
 			   enum bridge_compression comp)
 {
-	size_t used = (size_t)col->count * col->elem_size;
+	size_t used = (size_t)count * col->elem_size;
 	size_t data =
 	    comp == COMP_LZ4 ? (size_t)LZ4_compressBound((int)used) : used;
 
@@ -96,10 +96,10 @@ static size_t column_bound(const struct expbus_column *col,
 }
 
 static uint8_t *put_column(uint8_t *p, const char *name,
-			   const struct expbus_column *col,
+			   const struct expbus_column *col, uint32_t count,
 			   enum bridge_compression comp)
 {
-	size_t used = (size_t)col->count * col->elem_size;
+	size_t used = (size_t)count * col->elem_size;
 	const char *dtype = expbus_dtype_name(col->dtype);
 	uint8_t shape[EXPBUS_MAX_DIMS * 5], *sp = shape, *len_at, *start;
 
@@ -136,8 +136,9 @@ static uint8_t *put_column(uint8_t *p, const char *name,
 }
 
 int encode_batch(const struct expbus_consumer *c, const struct expbus_batch *b,
-		 uint64_t schema_hash, enum bridge_compression comp,
-		 uint64_t seq, uint64_t position, grpc_slice *out)
+		 uint32_t count, uint64_t schema_hash,
+		 enum bridge_compression comp, uint64_t seq, uint64_t position,
+		 grpc_slice *out)
 {
 	int ncol = expbus_consumer_columns(c);
 	struct expbus_column col;
@@ -146,14 +147,14 @@ int encode_batch(const struct expbus_consumer *c, const struct expbus_batch *b,
 
 	for (int i = 0; i < ncol; i++) {
 		if (expbus_batch_column_at(c, b, i, &col) == 0)
-			bound += column_bound(&col, comp);
+			bound += column_bound(&col, count, comp);
 	}
 	buf = malloc(bound);
 	if (!buf)
 		return -ENOMEM;
 	p = put_varint(buf, TAG(B_SCHEMA_HASH, WT_I64));
 	p = put_fixed64(p, schema_hash);
-	p = put_u64(p, B_COUNT, b->count);
+	p = put_u64(p, B_COUNT, count);
 	p = put_u64(p, B_POSITION, position);
 	p = put_u64(p, B_SEQ, seq);
 	p = put_u64(p, B_FLUSH_REASON, b->flush_reason);
@@ -161,7 +162,7 @@ int encode_batch(const struct expbus_consumer *c, const struct expbus_batch *b,
 	for (int i = 0; i < ncol; i++) {
 		if (expbus_batch_column_at(c, b, i, &col) == 0)
 			p = put_column(p, expbus_consumer_column_name(c, i),
-				       &col, comp);
+				       &col, count, comp);
 	}
 	*out = grpc_slice_new(buf, (size_t)(p - buf), free);
 	return 0;

@@ -314,6 +314,8 @@ static void *pump(void *arg)
 		}
 		idle_since = now_ns();
 		memset(&m, 0, sizeof(m));
+		/* The one read of the count: the broker may write the batch
+		 * header, and sizing and copying must agree. */
 		m.count = b->count;
 		m.dropped_total = expbus_consumer_dropped(s->consumer);
 		/* seq and position are the session's: read under the lock
@@ -323,7 +325,7 @@ static void *pump(void *arg)
 		m.seq = s->last;
 		m.position = s->position;
 		pthread_mutex_unlock(&s->lock);
-		err = encode_batch(s->consumer, b, s->schema_hash,
+		err = encode_batch(s->consumer, b, m.count, s->schema_hash,
 				   s->compression, m.seq, m.position, &m.body);
 		(void)expbus_release(s->consumer, b);
 		if (err < 0) {
