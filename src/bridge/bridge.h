@@ -123,7 +123,7 @@ struct server {
 	struct session *sessions;
 	uint32_t n_sessions;
 	uint64_t next_id;
-	atomic_bool stopping;
+	bool stopping;	   /* the queue thread's only */
 	atomic_uint pumps; /* pump threads not yet finished */
 };
 

@@ -156,7 +156,7 @@ static void on_new_call(struct tag *t, bool ok)
 		rcall_unref(rc);
 		return;
 	}
-	if (!atomic_load_explicit(&srv->stopping, memory_order_relaxed))
+	if (!srv->stopping)
 		(void)request_call(srv);
 	/* The close op holds the reference of the new-call op. */
 	memset(ops, 0, sizeof(ops));
@@ -469,7 +469,7 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 	memset(&srv, 0, sizeof(srv));
 	srv.cfg = cfg;
 	pthread_mutex_init(&srv.lock, NULL);
-	atomic_init(&srv.stopping, false);
+	srv.stopping = false;
 	atomic_init(&srv.pumps, 0);
 	if (expbus_new(cfg->socket, &srv.bus) < 0) {
 		fprintf(stderr, "expbus-grpc: out of memory\n");
@@ -532,7 +532,7 @@ int server_run(const struct bridge_config *cfg, volatile int *stop_signal,
 		}
 		if (*stop_signal && !shut) {
 			shut = true;
-			atomic_store(&srv.stopping, true);
+			srv.stopping = true;
 			session_stop_all(&srv);
 			grpc_server_shutdown_and_notify(srv.server, srv.cq,
 							&shutdown_tag);
