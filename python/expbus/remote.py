@@ -31,7 +31,8 @@ from . import expbus_pb2 as pb
 from ._wire import decode_batch
 
 __all__ = ["subscribe", "RemoteSubscription", "RemoteBatch", "RemoteError",
-           "StreamEnded", "list_streams", "stream_stats", "channel"]
+           "StreamEnded", "list_streams", "stream_stats", "unsubscribe",
+           "channel"]
 
 _SERVICE = "/expbus.v1.ExperienceService/"
 _RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
@@ -131,6 +132,14 @@ def list_streams(target, *, token=None, timeout=10, **tls):
     r = _unary(target, "ListStreams", pb.ListStreamsRequest(),
                pb.ListStreamsResponse, token, timeout, **tls)
     return {s.name: s.schema for s in r.streams}
+
+
+def unsubscribe(target, subscription_id, *, token=None, timeout=10, **tls):
+    """Ends the remote subscription subscription_id on the bridge now,
+    instead of letting it linger for a resume."""
+    _unary(target, "Unsubscribe",
+           pb.UnsubscribeRequest(subscription_id=subscription_id),
+           pb.UnsubscribeResponse, token, timeout, **tls)
 
 
 def stream_stats(target, stream="", *, token=None, timeout=10, **tls):
@@ -476,12 +485,26 @@ class RemoteSubscription:
                           f"{self.timeout} s")
         return b
 
-    def close(self):
-        """Ends the call (the bridge keeps the subscription for --linger, so
-        that another process may resume it by id)."""
+    def close(self, unsubscribe=True):
+        """Ends the call and the subscription on the bridge (Unsubscribe,
+        best effort). unsubscribe=False leaves the bridge keeping it for
+        --linger, so that this or another process may resume it by
+        subscription_id and resume_from=position."""
         if self.closed:
             return
         self.closed = True
+        if unsubscribe and self.subscription_id:
+            try:
+                self._channel.unary_unary(
+                    _SERVICE + "Unsubscribe",
+                    request_serializer=pb.UnsubscribeRequest
+                    .SerializeToString,
+                    response_deserializer=pb.UnsubscribeResponse.FromString)(
+                    pb.UnsubscribeRequest(
+                        subscription_id=self.subscription_id),
+                    metadata=self._metadata, timeout=2)
+            except grpc.RpcError:
+                pass  # gone already, or unreachable: it lingers, then ends
         with self._lock:
             if self._call is not None:
                 self._call.cancel()
@@ -497,7 +520,7 @@ class RemoteSubscription:
 
     def __del__(self):
         try:
-            self.close()
+            self.close(unsubscribe=False)
         except Exception:
             pass
 

@@ -166,6 +166,9 @@ void session_unref(struct session *s);
 /* rc's RECV_CLOSE or a send completed: called from the queue thread. */
 void session_call_closed(struct session *s, struct rcall *rc);
 void session_send_done(struct session *s, struct rcall *rc, bool ok);
+/* Ends the session named id now (Unsubscribe): its call, if any, ends
+ * with CANCELLED and its local subscription goes. 0 or -ENOENT. */
+int session_end(struct server *srv, const char *id);
 /* Stops every session's pump (server shutdown) and waits for them. */
 void session_stop_all(struct server *srv);
 

@@ -21,6 +21,7 @@
 #define M_STREAM    "/expbus.v1.ExperienceService/StreamExperienceBatches"
 #define M_STATS	    "/expbus.v1.ExperienceService/GetStreamStats"
 #define M_LIST	    "/expbus.v1.ExperienceService/ListStreams"
+#define M_UNSUB	    "/expbus.v1.ExperienceService/Unsubscribe"
 #define MAX_REQUEST (1u << 20)
 
 #define OWNER(ptr, type, member)                                               \
@@ -384,6 +385,42 @@ static void serve_unary(struct rcall *rc, grpc_slice req, bool stats)
 		send_unary(rc, out, len);
 }
 
+static void serve_unsubscribe(struct rcall *rc, grpc_slice req)
+{
+	Expbus__V1__UnsubscribeRequest *r =
+	    expbus__v1__unsubscribe_request__unpack(
+		NULL, GRPC_SLICE_LENGTH(req), GRPC_SLICE_START_PTR(req));
+	Expbus__V1__UnsubscribeResponse resp =
+	    EXPBUS__V1__UNSUBSCRIBE_RESPONSE__INIT;
+	char msg[200];
+	uint8_t *out;
+	size_t len;
+
+	if (!r || !r->subscription_id || !r->subscription_id[0]) {
+		rcall_finish(rc, GRPC_STATUS_INVALID_ARGUMENT,
+			     "UnsubscribeRequest.subscription_id: name the "
+			     "subscription to end");
+	} else if (session_end(rc->srv, r->subscription_id) < 0) {
+		snprintf(msg, sizeof(msg),
+			 "UnsubscribeRequest.subscription_id: no "
+			 "subscription '%.64s' on this bridge",
+			 r->subscription_id);
+		rcall_finish(rc, GRPC_STATUS_NOT_FOUND, msg);
+	} else {
+		len = protobuf_c_message_get_packed_size(&resp.base);
+		out = malloc(len + 1);
+		if (out) {
+			protobuf_c_message_pack(&resp.base, out);
+			send_unary(rc, out, len);
+		} else {
+			rcall_finish(rc, GRPC_STATUS_RESOURCE_EXHAUSTED,
+				     "out of memory");
+		}
+	}
+	if (r)
+		expbus__v1__unsubscribe_request__free_unpacked(r, NULL);
+}
+
 static void on_recv(struct tag *t, bool ok)
 {
 	struct rcall *rc = OWNER(t, struct rcall, recv_tag);
@@ -409,6 +446,8 @@ static void on_recv(struct tag *t, bool ok)
 		serve_unary(rc, req, true);
 	else if (method_is(rc, M_LIST))
 		serve_unary(rc, req, false);
+	else if (method_is(rc, M_UNSUB))
+		serve_unsubscribe(rc, req);
 	else
 		rcall_finish(rc, GRPC_STATUS_UNIMPLEMENTED,
 			     "expbus-grpc serves expbus.v1.ExperienceService "

@@ -665,6 +665,26 @@ grpc_status_code session_attach(struct server *srv, struct rcall *rc,
 	return GRPC_STATUS_OK;
 }
 
+int session_end(struct server *srv, const char *id)
+{
+	struct session *s;
+
+	pthread_mutex_lock(&srv->lock);
+	s = find_locked(srv, id);
+	if (s) {
+		pthread_mutex_lock(&s->lock);
+		s->stop = true;
+		if (s->call && !s->call->status_sent)
+			rcall_finish(s->call, GRPC_STATUS_CANCELLED,
+				     "the subscription was ended by "
+				     "Unsubscribe");
+		pthread_cond_broadcast(&s->cond);
+		pthread_mutex_unlock(&s->lock);
+	}
+	pthread_mutex_unlock(&srv->lock);
+	return s ? 0 : -ENOENT;
+}
+
 void session_stop_all(struct server *srv)
 {
 	for (int i = 0; i < 500; i++) { /* up to 5 s */

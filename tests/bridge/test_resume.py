@@ -7,6 +7,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 import expbus.remote as remote
 from bridge_harness import child_env, make_stream
 from expbus_harness import finish
@@ -81,7 +83,7 @@ def test_retention_overflow_reports_lost(broker, bridge_factory):
     pub = broker.start("pub", "--stream", "ret", "--count", "50")
     got = sub.next_batch(30)
     resume = got.position + got.count
-    sub.close()
+    sub.close(unsubscribe=False)  # the bridge keeps it for a resume
     assert finish(pub)[0] == 0
     # 40 more records came while the client was away; 3 batches retained.
     pub = broker.start("pub", "--stream", "ret", "--count", "400")
@@ -148,11 +150,34 @@ def test_stalled_lossless_client_backpressures_games(broker, bridge_factory):
     assert pub.poll() is None, "the games were not held back"
     st = broker.stat()
     assert sum(p.get("stalls", 0) for p in st["producers"]) > 0, st
-    # The client goes; after --linger its subscription ends and the
-    # games run free.
-    stalled.close()
+    # The client goes without unsubscribing; after --linger its
+    # subscription ends and the games run free.
+    stalled.close(unsubscribe=False)
     rc, _, err = finish(pub, timeout=60)
     assert rc == 0, err
+
+
+def test_close_unsubscribes_at_once(broker, bridge_factory):
+    make_stream(broker, "un", "--record-size", "4096")
+    b = bridge_factory("--retention", "4", "--batch-slots", "2")  # linger 30
+    stalled = remote.subscribe(b.target, "un", queue_size=1, batch_size=16)
+    broker.wait_subscriptions(1)
+    pub = broker.start("pub", "--stream", "un", "--count", "20000",
+                       "--record-size", "4096", "--ring-slots", "64")
+    time.sleep(1)
+    assert pub.poll() is None, "the games were not held back"
+    t0 = time.monotonic()
+    stalled.close()  # Unsubscribe: no linger
+    rc, _, err = finish(pub, timeout=60)
+    assert rc == 0, err
+    assert time.monotonic() - t0 < 20
+    deadline = time.monotonic() + 10
+    while len(remote.stream_stats(b.target).remote_subscriptions):
+        assert time.monotonic() < deadline, "the subscription stayed"
+        time.sleep(0.05)
+    with pytest.raises(remote.RemoteError) as e:
+        remote.unsubscribe(b.target, "nobody")
+    assert e.value.code.name == "NOT_FOUND"
 
 
 class Proxy:
