@@ -120,3 +120,30 @@ def test_units_verify(tmp_path):
                        capture_output=True, text=True, timeout=120)
     out = (r.stdout + r.stderr).strip()
     assert r.returncode == 0 and out == "", out
+
+
+def test_bridge_notifies_ready(tmp_path):
+    bridge = harness.build_dir() / "src" / "bridge" / "expbus-grpc"
+    if not bridge.exists():
+        pytest.skip("expbus-grpc not built")
+    notify_path = str(tmp_path / "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(20)
+    b = harness.Broker(tmp_path)
+    proc = subprocess.Popen([str(bridge), "--socket", b.socket, "--listen",
+                             "127.0.0.1:0"], stderr=subprocess.PIPE,
+                            text=True,
+                            env=dict(os.environ, NOTIFY_SOCKET=notify_path))
+    try:
+        assert "READY=1" in notify.recv(4096).decode()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+        assert "STOPPING=1" in notify.recv(4096).decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        notify.close()
+        assert b.stop() == 0
