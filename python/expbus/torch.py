@@ -74,12 +74,19 @@ class ExperienceDataset(IterableDataset):
     getting all of them; each worker copies every batch into fresh tensors
     (reused ones would be overwritten while the loader's queue still holds
     them), and the loader moves them through shared memory, a second copy.
-    zero_copy is refused in workers."""
+    zero_copy is refused in workers.
+
+    remote="host:port": read through the expbus-grpc bridge at that
+    address instead of the local broker (expbus.remote.subscribe; its
+    keywords compression, token, tls... go in subscribe_kwargs); it
+    reconnects and resumes by itself. Batches are then this process's
+    memory, so zero_copy views stay valid until the next batch too."""
 
     def __init__(self, stream, socket=None, *, columns=None, zero_copy=False,
                  pin_memory=None, buffers=2, max_batches=None,
-                 idle_timeout=None, **subscribe_kwargs):
+                 idle_timeout=None, remote=None, **subscribe_kwargs):
         super().__init__()
+        self.remote = remote
         self.stream = stream
         self.socket = socket
         self.columns = list(columns) if columns is not None else None
@@ -103,6 +110,11 @@ class ExperienceDataset(IterableDataset):
                                  "workers: use num_workers=0")
             if info.num_workers > 1 and not kw.get("group"):
                 kw["group"] = self._worker_group
+        if self.remote:
+            from .remote import subscribe as remote_subscribe
+            kw.update(use_numpy=True)
+            return remote_subscribe(self.remote, self.stream, **kw), \
+                in_worker
         kw.update(auto_release=False, use_numpy=True)
         return subscribe(self.stream, self.socket, **kw), in_worker
 

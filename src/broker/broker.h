@@ -173,6 +173,10 @@ struct broker_config {
 	uint32_t default_delay_us;
 	uint64_t group_idle_ns; /* forget a silent game after this; 0: never */
 	int log_level;
+	/* Socket activation (activation.c): listen on activated_fd, which
+	 * systemd made and owns, instead of binding socket_path. */
+	bool activated;
+	int activated_fd;
 };
 
 struct broker {

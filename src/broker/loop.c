@@ -388,7 +388,8 @@ int broker_open(struct broker *b)
 			  strerror(-err));
 		return err;
 	}
-	b->listen_fd = listen_socket(b);
+	b->listen_fd =
+	    b->cfg.activated ? b->cfg.activated_fd : listen_socket(b);
 	return b->listen_fd < 0 ? b->listen_fd : 0;
 }
 
@@ -397,7 +398,8 @@ void broker_close(struct broker *b)
 	control_close_all(b);
 	if (b->listen_fd >= 0) {
 		(void)close(b->listen_fd);
-		(void)unlink(b->cfg.socket_path);
+		if (!b->cfg.activated) /* systemd's socket is systemd's */
+			(void)unlink(b->cfg.socket_path);
 	}
 	if (b->uring.ring_fd > 0)
 		io_uring_queue_exit(&b->uring);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "activation.h"
 #include "loop.h"
 
 static const char usage[] =
@@ -38,6 +39,9 @@ static const char usage[] =
     "Sizes take a K, M or G suffix (powers of 1024).\n"
     "SIGTERM or SIGINT: stop accepting, deliver what producers committed,\n"
     "flush partial batches and exit 0.\n"
+    "Under systemd: a socket passed by socket activation (LISTEN_FDS, one\n"
+    "SOCK_SEQPACKET socket) is used instead of --socket, and READY=1 is\n"
+    "sent on $NOTIFY_SOCKET once listening (Type=notify).\n"
     "Exit status: 0 after a clean stop, 1 when start-up failed, 2 on bad\n"
     "usage.\n";
 
@@ -101,7 +105,7 @@ int main(int argc, char **argv)
 	};
 	static struct broker broker;
 	struct broker *b = &broker;
-	char default_path[108];
+	char default_path[108], activated_path[108];
 	uint64_t v;
 	int c, rc;
 
@@ -194,7 +198,20 @@ int main(int argc, char **argv)
 		if (!getenv("XDG_RUNTIME_DIR"))
 			(void)mkdir("/run/expbus", 0755);
 	}
-	rc = broker_open(b) < 0 ? 1 : broker_run(b);
+	b->cfg.activated_fd =
+	    activation_listen_fd(activated_path, sizeof(activated_path));
+	if (b->cfg.activated_fd >= 0) {
+		b->cfg.activated = true;
+		b->cfg.socket_path = activated_path;
+	} else if (b->cfg.activated_fd != -ENOENT) {
+		return 1;
+	}
+	rc = broker_open(b) < 0 ? 1 : 0;
+	if (rc == 0) {
+		activation_notify("READY=1");
+		rc = broker_run(b);
+		activation_notify("STOPPING=1");
+	}
 	broker_close(b);
 	return rc;
 }
