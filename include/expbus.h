@@ -155,17 +155,32 @@ static inline void *expbus_record_data(struct expbus_record_header *r)
  * most that long and then returns -ETIMEDOUT. Returns the number reserved
  * (>= 1). Reserving again before commit extends the reservation. Returns
  * -EINTR when a signal interrupted the wait.
- * When the broker goes away, committed records stay in the ring: within
- * 100 ms of noticing (at the latest when the ring fills), the producer
- * hands its ring to a broker restarted on the same socket, which delivers
- * what the old one had not taken. A full ring with no broker to take over
- * waits like any full ring; -EPIPE only when the timeout ends first. */
+ * Reserve never waits on the broker's control socket: when the broker goes
+ * away, committed records stay in the ring, and the producer hands its ring
+ * to a broker restarted on the same socket step by step across calls
+ * (a non-blocking connect, the request, the reply read on a later call;
+ * each call does at most a few non-blocking syscalls, at most one per
+ * millisecond), so nothing the game committed is lost. timeout_ms 0 on a
+ * full ring returns -EAGAIN at once, broker or not; a full ring with no
+ * broker waits no longer than timeout_ms and then returns -EPIPE. */
 EXPBUS_API int expbus_reserve(struct expbus_producer *p, unsigned n,
 			      int timeout_ms, struct expbus_span *span);
 
 /* Publishes the oldest n reserved records, in order. Returns 0, or -EINVAL
- * when fewer than n are reserved. No syscall unless the broker sleeps. */
+ * when fewer than n are reserved. No syscall but the broker's wakeup, and
+ * that only when the broker sleeps; never touches the control socket. */
 EXPBUS_API int expbus_commit(struct expbus_producer *p, unsigned n);
+
+/* For games with an event loop: an fd (epoll, stable for the producer's
+ * life) that turns readable when the producer has work off the hot path:
+ * the broker hung up, a restarted broker answered, the next reconnect
+ * attempt is due, or slots were freed after a reserve with timeout 0
+ * returned -EAGAIN. Poll it for POLLIN and call expbus_producer_dispatch,
+ * which never blocks and returns 1 when a broker serves the ring, 0 while
+ * the producer is reconnecting. Games without an event loop need neither:
+ * reserve moves the reconnection on by itself. */
+EXPBUS_API int expbus_producer_fd(const struct expbus_producer *p);
+EXPBUS_API int expbus_producer_dispatch(struct expbus_producer *p);
 
 /* Copies one record in: hdr (seq ignored; timestamp_ns kept only with
  * EXPBUS_PRODUCER_OWN_TIMESTAMPS) and the fields as laid out in the record
