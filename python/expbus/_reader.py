@@ -841,7 +841,8 @@ class Subscription:
 def subscribe(stream, socket=None, *, batch_size=0, max_delay=None,
               batch_slots=0, games=None, players=None, min_turn=0,
               policy="lossless", group=None, checksum=False, timeout=None,
-              auto_release=True, wait=0.0, use_numpy=None, reconnect=30.0):
+              auto_release=True, wait=0.0, use_numpy=None, reconnect=30.0,
+              atomics=None):
     """Subscribes to stream at the broker's socket (None: default_socket())
     and returns a Subscription: iterate it for Batch objects.
 
@@ -863,6 +864,9 @@ def subscribe(stream, socket=None, *, batch_size=0, max_delay=None,
     auto_release: the iterator releases the previous batch when it moves on.
     wait: seconds to retry while the broker or the stream is not there yet.
     use_numpy: None: numpy arrays when numpy imports; False: memoryviews.
+    atomics: how shared counters are loaded and stored (expbus._atomic;
+    None: libexpbus's acquire/release when it loads, else plain accesses
+    on x86-64 only; EXPBUS_PY_ATOMICS=lib|plain forces one).
 
     Raises BrokerRefused with the broker's message, BrokerGone when no
     broker listens, ProtocolError when what it sent is not valid."""
@@ -871,4 +875,5 @@ def subscribe(stream, socket=None, *, batch_size=0, max_delay=None,
                         games=games, players=players, min_turn=min_turn,
                         policy=policy, group=group, checksum=checksum,
                         timeout=timeout, auto_release=auto_release, wait=wait,
-                        use_numpy=use_numpy, reconnect=reconnect)
+                        use_numpy=use_numpy, reconnect=reconnect,
+                        atomics=atomics)
