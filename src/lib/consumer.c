@@ -532,7 +532,7 @@ int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 		if (r == 0)
 			continue;
 		if (r != -ENOENT && r != -ECONNREFUSED && r != -EPIPE &&
-		    r != -ETIMEDOUT && r != -EAGAIN)
+		    r != -ECONNRESET && r != -ETIMEDOUT && r != -EAGAIN)
 			return r; /* refused for good: the message says why */
 		now = client_now_ns();
 		end = c->gone_since + (uint64_t)c->reconnect_ms * 1000000u;
