@@ -129,6 +129,11 @@ int main(int argc, char **argv)
 				dups++;
 				continue;
 			}
+			if (s != next[p])
+				fprintf(stderr,
+					"gap: producer %u seq %" PRIu64
+					" to %" PRIu64 "\n",
+					p, next[p], s);
 			gaps += s - next[p];
 			next[p] = s + 1;
 			if (s + 1 == count)
