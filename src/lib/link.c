@@ -28,8 +28,17 @@ static void watch(struct link *l, int fd, uint32_t events)
 static void close_fd(int *fd)
 {
 	if (*fd >= 0)
-		(void)close(*fd); /* also leaves the epoll set */
+		(void)close(*fd);
 	*fd = -1;
+}
+
+/* Leaves the epoll set, then closes: closing alone would not remove it
+ * while another process (the broker) still holds the same open file. */
+static void unwatch_close(struct link *l, int *fd)
+{
+	if (*fd >= 0 && l->epoll_fd >= 0)
+		(void)epoll_ctl(l->epoll_fd, EPOLL_CTL_DEL, *fd, NULL);
+	close_fd(fd);
 }
 
 int link_init(struct link *l, struct expbus *bus, int sock, int wake_fd,
@@ -77,10 +86,10 @@ int link_init(struct link *l, struct expbus *bus, int sock, int wake_fd,
 
 void link_close(struct link *l)
 {
-	close_fd(&l->sock);
+	unwatch_close(l, &l->sock);
 	close_fd(&l->wake_fd);
-	close_fd(&l->space_fd);
-	close_fd(&l->pending);
+	unwatch_close(l, &l->space_fd);
+	unwatch_close(l, &l->pending);
 	close_fd(&l->epoll_fd);
 	close_fd(&l->retry_fd);
 	close_fd(&l->ring_fd);
@@ -92,7 +101,7 @@ static void back_off(struct link *l, uint64_t now)
 	struct itimerspec it = {0};
 	uint64_t at;
 
-	close_fd(&l->pending);
+	unwatch_close(l, &l->pending);
 	l->state = LINK_LOST;
 	l->backoff_ms = l->backoff_ms ? 2 * l->backoff_ms : BACKOFF_FIRST_MS;
 	if (l->backoff_ms > BACKOFF_MAX_MS)
@@ -105,9 +114,9 @@ static void back_off(struct link *l, uint64_t now)
 
 void link_lost(struct link *l, uint64_t now)
 {
-	close_fd(&l->sock);
+	unwatch_close(l, &l->sock);
 	close_fd(&l->wake_fd);
-	close_fd(&l->space_fd);
+	unwatch_close(l, &l->space_fd);
 	l->state = LINK_LOST;
 	l->backoff_ms = 0;
 	l->next_ns = now;
