@@ -82,3 +82,4 @@ def test_both_ways_read_every_record(broker, mode):
             b.release()
     assert seen == list(range(2000))
     assert finish(pub)[0] == 0
+
