@@ -403,6 +403,9 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 		o->so.players = o->players;
 		o->so.n_players = o->n_players;
 	}
+	/* A check ends with its broker (exit 1: "went away") rather than
+	 * wait for another. */
+	o->so.flags |= EXPBUS_SUBSCRIBE_NO_RESUBSCRIBE;
 	return 0;
 }
 
