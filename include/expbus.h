@@ -256,7 +256,8 @@ struct expbus_batch {
 	uint32_t count;		/* records in the batch */
 	uint32_t flush_reason;	/* enum expbus_flush_reason */
 	uint64_t checksum;	/* XXH3-64 of the used column bytes, or 0 */
-	uint64_t dropped_total; /* records dropped for this subscriber so far */
+	uint64_t dropped_total; /* dropped for this subscriber so far, by the
+				   broker that published it */
 	uint64_t publish_ns;	/* CLOCK_MONOTONIC when published */
 	uint64_t reserved[3];
 };

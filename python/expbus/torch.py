@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from . import BrokerGone, subscribe
+from . import subscribe
 
 __all__ = ["ExperienceDataset", "torch_dtype"]
 
