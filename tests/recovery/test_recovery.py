@@ -294,7 +294,14 @@ def test_every_record_arrives_once_across_broker_deaths(env, sig):
         b.stop(sig)
         kills += 1
         b.start()
-    summaries = [game_done(g, 300)[0] for g in games]
+    try:
+        summaries = [game_done(g, 120)[0] for g in games]
+    except AssertionError as e:
+        st = subprocess.run([harness.expbus_exe(), "stat", "--socket",
+                             b.socket, "--json"], capture_output=True,
+                            text=True, timeout=30).stdout
+        raise AssertionError(f"{e}\nstat: {st[-3000:]}\nbroker log:\n"
+                             f"{b.log()}") from None
     took = time.monotonic() - t0
     for s in summaries:
         assert s["committed"] == count
