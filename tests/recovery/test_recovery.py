@@ -11,11 +11,14 @@ EXPBUS_RECOVERY_STRICT_TIMING=1 asserts the 1 ms bound on expbus_commit
 (a figure otherwise: timings on a shared machine are no test material)."""
 import json
 import os
+import queue
 import random
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -123,9 +126,12 @@ class Procs:
         env = dict(os.environ)
         env["PYTHONPATH"] = (str(ROOT / "python") + os.pathsep
                              + env.get("PYTHONPATH", ""))
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True,
-                             start_new_session=True, env=env, **kw)
+        # stderr to a file: a pipe nobody drains could fill and block.
+        err = tempfile.TemporaryFile("w+")
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err,
+                             text=True, start_new_session=True, env=env,
+                             **kw)
+        p.err_file = err
         self.all.append(p)
         return p
 
@@ -136,7 +142,7 @@ class Procs:
             except ProcessLookupError:
                 pass
             p.wait()
-            for f in (p.stdin, p.stdout, p.stderr):
+            for f in (p.stdin, p.stdout, p.err_file):
                 if f:
                     f.close()
 
@@ -153,22 +159,44 @@ def env(tmp_path):
 
 
 def readline(proc, timeout):
-    """The next stdout line of proc, or fail after timeout seconds."""
-    import select
-    r, _, _ = select.select([proc.stdout], [], [], timeout)
-    assert r, f"no output from {proc.args} within {timeout} s"
-    line = proc.stdout.readline()
-    assert line, f"{proc.args} ended: {proc.stderr.read()[-2000:]}"
+    """The next stdout line of proc, or fail after timeout seconds. (Not
+    select() on a buffered pipe: it may hold lines select cannot see.)"""
+    if not hasattr(proc, "lines"):
+        proc.lines = queue.Queue()
+
+        def pump():
+            for line in proc.stdout:
+                proc.lines.put(line)
+            proc.lines.put("")
+        threading.Thread(target=pump, daemon=True).start()
+    try:
+        line = proc.lines.get(timeout=timeout)
+    except queue.Empty:
+        raise AssertionError(f"no output from {proc.args} within "
+                             f"{timeout} s") from None
+    assert line, f"{proc.args} ended"
     return line
 
 
 def summary(proc, timeout=120):
+    """The JSON summary a subscriber prints last (after readline: its
+    pump thread has the rest of stdout)."""
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"{proc.args} did not finish:\n{err[-3000:]}")
+        proc.wait()
+        raise AssertionError(f"{proc.args} did not finish")
+    proc.err_file.seek(0)
+    err = proc.err_file.read()
+    out = []
+    while True:
+        try:
+            line = readline(proc, 10)
+        except AssertionError:
+            break
+        out.append(line)
+    out = "".join(out)
     if os.environ.get("EXPBUS_RECOVERY_VERBOSE"):
         print(f"--- {proc.args[0]} stderr:\n{err[-6000:]}")
     last = [ln for ln in out.splitlines() if ln.startswith("{")]
