@@ -444,16 +444,24 @@ class _Seen:
             return None
         nxt, floor = self.next, self.floor
         if _np is not None and isinstance(src, _np.ndarray):
-            u, inv = _np.unique(src, return_inverse=True)
-            top = _np.zeros(len(u), _np.uint64)
-            _np.maximum.at(top, inv, seq)
-            keep = None
-            if floor:
-                fl = _np.array([floor.get(int(x), 0) for x in u], _np.uint64)
-                keep = seq >= fl[inv]
-                if keep.all():
-                    keep = None
-            for x, t in zip(u.tolist(), top.tolist()):
+            if (src == src[0]).all():  # one producer: the common case
+                u, top = [int(src[0])], [int(seq.max())]
+                keep = None
+                if floor:
+                    keep = seq >= floor.get(u[0], 0)
+            else:  # max seq per source: sort by source, reduce runs
+                order = _np.argsort(src, kind="stable")
+                ss = src[order]
+                starts = _np.flatnonzero(_np.r_[True, ss[1:] != ss[:-1]])
+                top = _np.maximum.reduceat(seq[order], starts).tolist()
+                u = ss[starts].tolist()
+                keep = None
+                if floor:
+                    fl = _np.array([floor.get(x, 0) for x in u], _np.uint64)
+                    keep = seq >= fl[_np.searchsorted(ss[starts], src)]
+            if keep is not None and keep.all():
+                keep = None
+            for x, t in zip(u, top):
                 if t + 1 > nxt.get(x, 0):
                     nxt[x] = t + 1
             return keep
