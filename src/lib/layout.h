@@ -11,8 +11,8 @@
 
 #include "expbus.h"
 
-#define LAYOUT_VERSION 2u /* 2: producer_id is the ring's for life (issue 9)   \
-			   */
+/* 2: producer_id is the ring's for life, kept across brokers (issue 9). */
+#define LAYOUT_VERSION 2u
 
 #define MAGIC_PRODUCER_RING 0x52425845u /* "EXBR" */
 #define MAGIC_BATCH_RING    0x42425845u /* "EXBB" */
