@@ -25,7 +25,7 @@ extern "C" {
 #endif
 
 #define EXPBUS_VERSION_MAJOR 0
-#define EXPBUS_VERSION_MINOR 1
+#define EXPBUS_VERSION_MINOR 2
 
 /* ------------------------------------------------------------------------
  * Schemas and records
@@ -155,17 +155,32 @@ static inline void *expbus_record_data(struct expbus_record_header *r)
  * most that long and then returns -ETIMEDOUT. Returns the number reserved
  * (>= 1). Reserving again before commit extends the reservation. Returns
  * -EINTR when a signal interrupted the wait.
- * When the broker goes away, committed records stay in the ring: within
- * 100 ms of noticing (at the latest when the ring fills), the producer
- * hands its ring to a broker restarted on the same socket, which delivers
- * what the old one had not taken. A full ring with no broker to take over
- * waits like any full ring; -EPIPE only when the timeout ends first. */
+ * Reserve never waits on the broker's control socket: when the broker goes
+ * away, committed records stay in the ring, and the producer hands its ring
+ * to a broker restarted on the same socket step by step across calls
+ * (a non-blocking connect, the request, the reply read on a later call;
+ * each call does at most a few non-blocking syscalls, at most one per
+ * millisecond), so nothing the game committed is lost. timeout_ms 0 on a
+ * full ring returns -EAGAIN at once, broker or not; a full ring with no
+ * broker waits no longer than timeout_ms and then returns -EPIPE. */
 EXPBUS_API int expbus_reserve(struct expbus_producer *p, unsigned n,
 			      int timeout_ms, struct expbus_span *span);
 
 /* Publishes the oldest n reserved records, in order. Returns 0, or -EINVAL
- * when fewer than n are reserved. No syscall unless the broker sleeps. */
+ * when fewer than n are reserved. No syscall but the broker's wakeup, and
+ * that only when the broker sleeps; never touches the control socket. */
 EXPBUS_API int expbus_commit(struct expbus_producer *p, unsigned n);
+
+/* For games with an event loop: an fd (epoll, stable for the producer's
+ * life) that turns readable when the producer has work off the hot path:
+ * the broker hung up, a restarted broker answered, the next reconnect
+ * attempt is due, or slots were freed after a reserve with timeout 0
+ * returned -EAGAIN. Poll it for POLLIN and call expbus_producer_dispatch,
+ * which never blocks and returns 1 when a broker serves the ring, 0 while
+ * the producer is reconnecting. Games without an event loop need neither:
+ * reserve moves the reconnection on by itself. */
+EXPBUS_API int expbus_producer_fd(const struct expbus_producer *p);
+EXPBUS_API int expbus_producer_dispatch(struct expbus_producer *p);
 
 /* Copies one record in: hdr (seq ignored; timestamp_ns kept only with
  * EXPBUS_PRODUCER_OWN_TIMESTAMPS) and the fields as laid out in the record
@@ -202,9 +217,16 @@ struct expbus_subscribe_options {
 	uint32_t min_turn; /* only records with turn >= min_turn */
 	const char *group; /* share records with other members; NULL: none */
 	uint32_t flags;	   /* EXPBUS_SUBSCRIBE_* */
+	/* After the broker went away: how long to keep trying to subscribe
+	 * again (same options) before expbus_next_batch gives up with
+	 * -EPIPE; 0: 30000. */
+	uint32_t reconnect_ms;
 };
 /* Ask the broker to put an XXH3-64 checksum of each batch in its header. */
 #define EXPBUS_SUBSCRIBE_CHECKSUM (1u << 0)
+/* Do not subscribe again when the broker goes away: -EPIPE once the
+ * batches it published are handed out (the behaviour before 0.2). */
+#define EXPBUS_SUBSCRIBE_NO_RESUBSCRIBE (1u << 16)
 
 /* Subscribes to stream (which must exist: -ENOENT otherwise). Filters
  * combine with AND. Members of one group share the records, all records
@@ -234,20 +256,30 @@ struct expbus_batch {
 	uint32_t count;		/* records in the batch */
 	uint32_t flush_reason;	/* enum expbus_flush_reason */
 	uint64_t checksum;	/* XXH3-64 of the used column bytes, or 0 */
-	uint64_t dropped_total; /* records dropped for this subscriber so far */
+	uint64_t dropped_total; /* dropped for this subscriber so far, by the
+				   broker that published it */
 	uint64_t publish_ns;	/* CLOCK_MONOTONIC when published */
 	uint64_t reserved[3];
 };
 
 /* Waits for the next batch. timeout_ms as in expbus_reserve. Returns 0 and
  * the batch, -EAGAIN/-ETIMEDOUT when none came, -EINTR when a signal
- * interrupted the wait, -EPIPE when the broker has gone (after the batches
- * it had published), -EPROTO when the segment breaks the protocol. Batches stay
- * valid until released; several may be held at once. */
+ * interrupted the wait, -EPROTO when the segment breaks the protocol.
+ * When the broker goes away, the batches it published are handed out
+ * first; then the consumer subscribes again by itself, with the same
+ * options, to the broker restarted on the same socket, retrying within the
+ * caller's timeout; -EPIPE only when none took the subscription back
+ * within reconnect_ms (or at once with EXPBUS_SUBSCRIBE_NO_RESUBSCRIBE).
+ * Each record, identified by (source, seq), is handed out once: a
+ * restarted broker may deliver again records already handed out, and
+ * those are dropped here (a batch with some of them comes as a private
+ * copy holding only the others). Batches stay valid until released, also
+ * across a resubscription; several may be held at once. */
 EXPBUS_API int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 				 const struct expbus_batch **batch);
 
-/* Gives back batch and every batch received before it. */
+/* Gives back batch and every batch received before it (also those of a
+ * previous broker). */
 EXPBUS_API int expbus_release(struct expbus_consumer *c,
 			      const struct expbus_batch *batch);
 
@@ -266,7 +298,8 @@ struct expbus_column {
 
 /* The column named name: a schema field, or a header column (seq,
  * timestamp, source, game, player, turn, flags; source is the producer id
- * the broker gave the record's ring). Returns 0 or -ENOENT. */
+ * of the record's ring, kept across broker restarts, and (source, seq)
+ * names a record). Returns 0 or -ENOENT. */
 EXPBUS_API int expbus_batch_column(const struct expbus_consumer *c,
 				   const struct expbus_batch *batch,
 				   const char *name, struct expbus_column *col);
@@ -280,8 +313,17 @@ EXPBUS_API int expbus_batch_column_at(const struct expbus_consumer *c,
 				      struct expbus_column *col);
 
 /* Records this subscriber lost to a full ring (lossy policy) so far,
- * including drops while no batch was published. */
+ * including drops while no batch was published, summed over every broker
+ * that served it (struct expbus_batch.dropped_total counts one broker's). */
 EXPBUS_API uint64_t expbus_consumer_dropped(const struct expbus_consumer *c);
+
+/* For readers in languages with no memory model of their own (the Python
+ * reader calls these through ctypes): a load-acquire and a store-release
+ * of an aligned shared 64-bit counter, and a full (seq_cst) fence, with the
+ * meaning ring.c gives them on every architecture. */
+EXPBUS_API uint64_t expbus_load_acquire_u64(const uint64_t *p);
+EXPBUS_API void expbus_store_release_u64(uint64_t *p, uint64_t v);
+EXPBUS_API void expbus_fence_seq_cst(void);
 
 /* ------------------------------------------------------------------------
  * Inspection

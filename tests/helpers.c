@@ -218,8 +218,9 @@ static int reply(int sock, void *buf, size_t cap, int *fds, int want)
 	return proto_check(buf, (size_t)len, err, sizeof(err));
 }
 
-int raw_attach(int sock, const char *stream, const char *schema,
-	       uint32_t ring_slots, struct msg_ok_attach *ok, int fds[3])
+static int attach(int sock, const char *stream, const char *schema,
+		  uint32_t ring_slots, int resume_fd, struct msg_ok_attach *ok,
+		  int fds[3])
 {
 	struct {
 		struct msg_attach m;
@@ -237,13 +238,28 @@ int raw_attach(int sock, const char *stream, const char *schema,
 	req.m.ring_slots = ring_slots;
 	req.m.schema_len = (uint32_t)len;
 	memcpy(req.text, schema, len);
+	req.m.flags = resume_fd >= 0 ? ATTACH_RESUME : 0;
 	proto_header(&req.m.h, MSG_ATTACH, sizeof(req.m) + len);
-	if (proto_send(sock, &req, sizeof(req.m) + len, NULL, 0) < 0)
+	if (proto_send(sock, &req, sizeof(req.m) + len,
+		       resume_fd >= 0 ? &resume_fd : NULL,
+		       resume_fd >= 0 ? 1 : 0) < 0)
 		return -EPIPE;
 	type = reply(sock, &rep, sizeof(rep), fds, 3);
 	if (type == MSG_OK_ATTACH && ok)
 		*ok = rep.ok;
 	return type;
+}
+
+int raw_attach(int sock, const char *stream, const char *schema,
+	       uint32_t ring_slots, struct msg_ok_attach *ok, int fds[3])
+{
+	return attach(sock, stream, schema, ring_slots, -1, ok, fds);
+}
+
+int raw_resume(int sock, const char *stream, const char *schema, int ring_fd,
+	       struct msg_ok_attach *ok, int fds[3])
+{
+	return attach(sock, stream, schema, 0, ring_fd, ok, fds);
 }
 
 int raw_subscribe(int sock, const char *stream, uint32_t batch_size,

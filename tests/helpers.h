@@ -35,6 +35,9 @@ int raw_connect(const struct test_broker *tb);
 /* Sends an attach; returns the reply type and up to 3 fds in fds. */
 int raw_attach(int sock, const char *stream, const char *schema,
 	       uint32_t ring_slots, struct msg_ok_attach *ok, int fds[3]);
+/* Sends ATTACH_RESUME with ring_fd (a ring an earlier broker gave). */
+int raw_resume(int sock, const char *stream, const char *schema, int ring_fd,
+	       struct msg_ok_attach *ok, int fds[3]);
 /* Sends a plain subscribe; returns the reply type and 4 fds. */
 int raw_subscribe(int sock, const char *stream, uint32_t batch_size,
 		  uint32_t max_delay_us, struct msg_ok_subscribe *ok,

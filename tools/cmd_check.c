@@ -292,6 +292,9 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 	if (o->checksum)
 		o->so.flags |= EXPBUS_SUBSCRIBE_CHECKSUM;
 	o->so.max_delay_us = o->max_delay_ms * 1000;
+	/* A check ends with its broker (exit 1: "went away") rather than
+	 * wait for another. */
+	o->so.flags |= EXPBUS_SUBSCRIBE_NO_RESUBSCRIBE;
 	if (o->games.n) {
 		o->so.games = o->games.ids;
 		o->so.n_games = o->games.n;

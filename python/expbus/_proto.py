@@ -13,7 +13,7 @@ import fcntl
 import struct
 
 # layout.h
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 2  # 2: producer ids survive a restart; stats under a seqlock
 MAGIC_PRODUCER_RING = 0x52425845  # "EXBR"
 MAGIC_BATCH_RING = 0x42425845  # "EXBB"
 MAGIC_RELEASE_PAGE = 0x4C425845  # "EXBL"

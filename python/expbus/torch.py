@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from . import BrokerGone, subscribe
+from . import subscribe
 
 __all__ = ["ExperienceDataset", "torch_dtype"]
 
@@ -62,7 +62,10 @@ class ExperienceDataset(IterableDataset):
     through, so a yielded batch stays intact until that many more were
     yielded (2: the one in use and the next). max_batches: stop after that
     many. idle_timeout: stop when no batch came for that many seconds
-    (None: wait for ever); iteration also stops when the broker goes.
+    (None: wait for ever). When the broker goes away and comes back on the
+    same socket, the subscription is made again by itself and each record
+    still comes once (reconnect=30.0 seconds by default); BrokerGone,
+    naming the socket, when no broker came back in that time.
     The remaining keywords go to expbus.subscribe (socket, batch_size,
     max_delay, batch_slots, games, players, min_turn, policy, group...).
 
@@ -136,10 +139,10 @@ class ExperienceDataset(IterableDataset):
     def _batches(self, sub):
         n = 0
         while self.max_batches is None or n < self.max_batches:
-            try:
-                b = sub.next_batch(self.idle_timeout)
-            except BrokerGone:
-                return
+            # A broker restart is the subscription's business (it
+            # subscribes again, reconnect= seconds); BrokerGone after that
+            # is an error the trainer must see, not an end of data.
+            b = sub.next_batch(self.idle_timeout)
             if b is None:
                 return
             n += 1

@@ -36,6 +36,7 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
 	struct producer_ring *seg;
 	uint64_t head, tail;
+	uint32_t id;
 	size_t size;
 	void *addr;
 	int e;
@@ -56,6 +57,8 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 		return e;
 	}
 	seg = addr;
+	/* Read once: the producer can write its header. */
+	id = *(volatile uint32_t *)&seg->producer_id;
 	head = atomic_load_explicit(&seg->cons.pos, memory_order_relaxed);
 	/* Acquire: the producer's records up to tail are written. */
 	tail = atomic_load_explicit(&seg->prod.pos, memory_order_acquire);
@@ -67,7 +70,7 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 	    seg->schema_hash != s->schema.hash ||
 	    seg->data_offset != PRODUCER_RING_DATA_OFFSET ||
 	    PRODUCER_RING_DATA_OFFSET + (uint64_t)seg->capacity * slot > size ||
-	    tail - head > seg->capacity) {
+	    tail - head > seg->capacity || id == 0) {
 		shm_unmap(addr, size);
 		snprintf(err, errlen,
 			 "the ring to resume does not match its "
@@ -75,7 +78,11 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 			 "are impossible");
 		return -EINVAL;
 	}
-	seg->producer_id = p->id;
+	/* The ring keeps its producer id across brokers (issue 9): readers
+	 * drop the (id, seq) they already delivered. */
+	p->id = id;
+	if (id > b->next_producer_id)
+		b->next_producer_id = id;
 	p->seg = seg;
 	p->seg_size = size;
 	ring_init_consumer(&p->ring, &seg->prod, &seg->cons,

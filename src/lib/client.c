@@ -74,10 +74,15 @@ int client_fail(struct expbus *bus, int err, const char *fmt, ...)
 
 int client_connect(struct expbus *bus)
 {
+	return client_connect_flags(bus, 0);
+}
+
+int client_connect_flags(struct expbus *bus, int sock_flags)
+{
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd, err;
 
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | sock_flags, 0);
 	if (fd < 0)
 		return client_fail(bus, -errno, "socket: %s", strerror(errno));
 	memcpy(sa.sun_path, bus->socket_path, sizeof(sa.sun_path));
@@ -166,9 +171,8 @@ static ssize_t reply_error(struct expbus *bus, const void *buf, size_t len)
 			   (int)e->text_len, (const char *)(e + 1));
 }
 
-ssize_t client_request(struct expbus *bus, int sock, const void *req,
-		       size_t len, int want, void *reply, size_t cap, int *fds,
-		       int nfds)
+ssize_t client_reply(struct expbus *bus, int sock, int want, void *reply,
+		     size_t cap, int *fds, int nfds)
 {
 	/* Big enough for any reply, an error's text included. */
 	union {
@@ -176,25 +180,12 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
 		char bytes[16384];
 	} buf;
 	char why[256];
-	int got[PROTO_MAX_FDS], ngot = 0, type, err;
+	int got[PROTO_MAX_FDS], ngot = 0, type;
 	ssize_t n;
 
-	if (req) { /* else the caller sent it (with fds) */
-		err = proto_send(sock, req, len, NULL, 0);
-		if (err < 0)
-			return client_fail(bus, err,
-					   "sending to broker at %s: %s",
-					   bus->socket_path, strerror(-err));
-	}
-	err = client_wait(sock, -1, CLIENT_REPLY_TIMEOUT_MS);
-	if (err == 0)
-		return client_fail(bus, -ETIMEDOUT,
-				   "broker at %s did not answer within %d ms",
-				   bus->socket_path, CLIENT_REPLY_TIMEOUT_MS);
-	if (err < 0)
-		return client_fail(bus, err, "waiting for broker: %s",
-				   strerror(-err));
 	n = proto_recv(sock, &buf, sizeof(buf), got, &ngot);
+	if (n == -EAGAIN)
+		return n;
 	if (n == 0)
 		return client_fail(bus, -EPIPE, "broker closed the connection");
 	if (n < 0)
@@ -220,4 +211,28 @@ ssize_t client_request(struct expbus *bus, int sock, const void *req,
 	memcpy(fds, got, sizeof(int) * (size_t)nfds);
 	memcpy(reply, &buf, (size_t)n);
 	return n;
+}
+
+ssize_t client_request(struct expbus *bus, int sock, const void *req,
+		       size_t len, int want, void *reply, size_t cap, int *fds,
+		       int nfds)
+{
+	int err;
+
+	if (req) { /* else the caller sent it (with fds) */
+		err = proto_send(sock, req, len, NULL, 0);
+		if (err < 0)
+			return client_fail(bus, err,
+					   "sending to broker at %s: %s",
+					   bus->socket_path, strerror(-err));
+	}
+	err = client_wait(sock, -1, CLIENT_REPLY_TIMEOUT_MS);
+	if (err == 0)
+		return client_fail(bus, -ETIMEDOUT,
+				   "broker at %s did not answer within %d ms",
+				   bus->socket_path, CLIENT_REPLY_TIMEOUT_MS);
+	if (err < 0)
+		return client_fail(bus, err, "waiting for broker: %s",
+				   strerror(-err));
+	return client_reply(bus, sock, want, reply, cap, fds, nfds);
 }

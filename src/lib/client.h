@@ -24,6 +24,10 @@ int client_fail(struct expbus *bus, int err, const char *fmt, ...)
  * negative errno with a message naming the socket. */
 int client_connect(struct expbus *bus);
 
+/* The same with extra socket(2) type flags (SOCK_NONBLOCK: connect never
+ * waits; a full listen queue is -EAGAIN). */
+int client_connect_flags(struct expbus *bus, int sock_flags);
+
 /* Sends req (unless NULL: already sent), waits for the reply of type want with
  * exactly nfds fds into reply (cap bytes). A MSG_ERROR reply becomes its
  * negative errno with the broker's text as the context's error. Returns the
@@ -31,6 +35,11 @@ int client_connect(struct expbus *bus);
 ssize_t client_request(struct expbus *bus, int sock, const void *req,
 		       size_t len, int want, void *reply, size_t cap, int *fds,
 		       int nfds);
+
+/* Reads one waiting reply, as client_request does after its wait; -EAGAIN
+ * (no message recorded) when none has come yet. */
+ssize_t client_reply(struct expbus *bus, int sock, int want, void *reply,
+		     size_t cap, int *fds, int nfds);
 
 /* Waits until fd is readable or sock hangs up, at most timeout_ms (-1:
  * for ever). Returns 1 readable, 0 timed out, -EPIPE broker gone, -EINTR. */

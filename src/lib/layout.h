@@ -11,6 +11,8 @@
 
 #include "expbus.h"
 
+/* 2: producer_id is the ring's for life, kept across brokers (issue 9);
+ * the stats segment is published under a sequence counter. */
 #define LAYOUT_VERSION 2u
 
 #define MAGIC_PRODUCER_RING 0x52425845u /* "EXBR" */
@@ -48,6 +50,9 @@ struct producer_ring {
 	uint32_t capacity;  /* slots, a power of two */
 	uint32_t slot_size; /* bytes: record header + data, multiple of 8 */
 	uint32_t data_size; /* bytes of fields after the record header */
+	/* Written once by the broker that created the ring and kept by every
+	 * broker that adopts it after a restart: records are (producer_id,
+	 * seq) for the ring's whole life (docs/protocol.md, Recovery). */
 	uint32_t producer_id;
 	uint64_t schema_hash;
 	uint64_t data_offset;

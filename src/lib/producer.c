@@ -9,28 +9,26 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "link.h"
 #include "ring.h"
 #include "schema.h"
 #include "shm.h"
 
 struct expbus_producer {
 	struct expbus *bus;
-	int sock;
-	int ring_fd;  /* kept to hand the ring to a restarted broker */
-	int wake_fd;  /* broker's: written when it sleeps and we committed */
-	int space_fd; /* ours: the broker writes it when we sleep on a full ring
-		       */
+	/* The broker connection and its fds (link.wake_fd: written when the
+	 * broker sleeps and we committed; link.space_fd: written by the
+	 * broker when we sleep on a full ring; link.ring_fd: kept to hand
+	 * the ring to a restarted broker). */
+	struct link link;
 	struct producer_ring *seg;
 	size_t seg_size;
 	struct ring ring;
 	uint64_t reserved; /* slots handed out past ring.pos, not committed */
 	uint32_t flags;
-	uint64_t checked_ns; /* when we last looked for a broker hang-up */
-	char stream[NAME_MAX_LEN];
+	bool flag_up; /* a reserve(timeout 0) left prod.sleeping raised */
 	struct schema schema;
 };
-
-#define HANGUP_CHECK_NS (100u * 1000000u)
 
 static int map_ring(struct expbus_producer *p, const struct msg_ok_attach *ok,
 		    int ring_fd)
@@ -87,7 +85,7 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 	struct msg_ok_attach ok;
 	struct expbus_producer *p;
 	char err_text[512];
-	int fds[3] = {-1, -1, -1}, err, len;
+	int fds[3] = {-1, -1, -1}, err, len, sock;
 	ssize_t n;
 
 	if (!stream || strlen(stream) >= NAME_MAX_LEN)
@@ -106,7 +104,9 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 	if (!p)
 		return client_fail(bus, -ENOMEM, "out of memory");
 	p->bus = bus;
-	p->sock = p->wake_fd = p->space_fd = p->ring_fd = -1;
+	p->link.sock = p->link.wake_fd = p->link.space_fd = -1;
+	p->link.ring_fd = p->link.pending = p->link.epoll_fd = -1;
+	p->link.retry_fd = -1;
 	err = schema_parse(schema ? schema : "", &p->schema, err_text,
 			   sizeof(err_text));
 	if (err < 0) {
@@ -123,27 +123,34 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 	req.m.schema_len = (uint32_t)len;
 	p->flags = opts ? opts->flags : 0;
 	proto_header(&req.m.h, MSG_ATTACH, sizeof(req.m) + (size_t)len);
-	err = p->sock = client_connect(bus);
-	if (err < 0)
+	sock = client_connect(bus);
+	if (sock < 0) {
+		err = sock;
 		goto fail;
-	n = client_request(bus, p->sock, &req, sizeof(req.m) + (size_t)len,
+	}
+	n = client_request(bus, sock, &req, sizeof(req.m) + (size_t)len,
 			   MSG_OK_ATTACH, &ok, sizeof(ok), fds, 3);
 	if (n < 0) {
+		(void)close(sock);
 		err = (int)n;
 		goto fail;
 	}
-	p->wake_fd = fds[1];
-	p->space_fd = fds[2];
-	if (n != sizeof(ok) || ok.data_size != p->schema.data_size) {
-		err = client_fail(bus, -EPROTO, "malformed attach reply");
-		(void)close(fds[0]);
+	err = link_init(&p->link, bus, sock, fds[1], fds[2], fds[0], stream,
+			&p->schema, ok.capacity, ok.slot_size);
+	if (err < 0) {
+		(void)close(sock);
+		proto_close_fds(fds, 3);
+		client_fail(bus, err, "cannot set up the producer: %s",
+			    strerror(-err));
 		goto fail;
 	}
-	p->ring_fd = fds[0];
+	if (n != sizeof(ok) || ok.data_size != p->schema.data_size) {
+		err = client_fail(bus, -EPROTO, "malformed attach reply");
+		goto fail;
+	}
 	err = map_ring(p, &ok, fds[0]);
 	if (err < 0)
 		goto fail;
-	strcpy(p->stream, stream);
 	bus->error[0] = '\0';
 	*ret = p;
 	return 0;
@@ -157,87 +164,28 @@ struct expbus_producer *expbus_producer_close(struct expbus_producer *p)
 	if (!p)
 		return NULL;
 	shm_unmap(p->seg, p->seg_size);
-	if (p->sock >= 0)
-		(void)close(p->sock);
-	if (p->wake_fd >= 0)
-		(void)close(p->wake_fd);
-	if (p->space_fd >= 0)
-		(void)close(p->space_fd);
-	if (p->ring_fd >= 0)
-		(void)close(p->ring_fd);
+	link_close(&p->link);
 	free(p);
 	return NULL;
 }
 
-/* The broker hung up: hand our ring to whichever broker now listens on the
- * socket, so that the records committed and not yet taken are delivered.
- * Returns 0, or a negative errno (no broker yet: try again later). */
-static int resume(struct expbus_producer *p)
+int expbus_producer_fd(const struct expbus_producer *p)
 {
-	struct {
-		struct msg_attach m;
-		char text[SCHEMA_TEXT_MAX];
-	} req;
-	struct msg_ok_attach ok;
-	int fds[3] = {-1, -1, -1}, sock, len, err;
-	ssize_t n;
-
-	memset(&req.m, 0, sizeof(req.m));
-	strcpy(req.m.stream, p->stream);
-	len = schema_format(&p->schema, req.text, sizeof(req.text));
-	req.m.flags = ATTACH_RESUME;
-	req.m.schema_len = (uint32_t)len;
-	proto_header(&req.m.h, MSG_ATTACH, sizeof(req.m) + (size_t)len);
-	sock = client_connect(p->bus);
-	if (sock < 0)
-		return sock;
-	err =
-	    proto_send(sock, &req, sizeof(req.m) + (size_t)len, &p->ring_fd, 1);
-	if (err < 0) {
-		(void)close(sock);
-		return err;
-	}
-	n = client_request(p->bus, sock, NULL, 0, MSG_OK_ATTACH, &ok,
-			   sizeof(ok), fds, 3);
-	if (n < 0) {
-		(void)close(sock);
-		return (int)n;
-	}
-	(void)close(fds[0]); /* our own ring again */
-	if (n != sizeof(ok) || ok.capacity != p->ring.capacity ||
-	    ok.slot_size != p->ring.slot_size) {
-		(void)close(fds[1]);
-		(void)close(fds[2]);
-		(void)close(sock);
-		return client_fail(p->bus, -EPROTO, "malformed resume reply");
-	}
-	(void)close(p->sock);
-	(void)close(p->wake_fd);
-	(void)close(p->space_fd);
-	p->sock = sock;
-	p->wake_fd = fds[1];
-	p->space_fd = fds[2];
-	return 0;
+	return p->link.epoll_fd;
 }
 
-/* True when the broker has hung up on us. */
-static bool broker_gone(const struct expbus_producer *p)
+int expbus_producer_dispatch(struct expbus_producer *p)
 {
-	struct pollfd pfd = {.fd = p->sock, .events = POLLRDHUP};
+	uint64_t now = client_now_ns();
 
-	return poll(&pfd, 1, 0) > 0 &&
-	       (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL));
-}
-
-/* Every HANGUP_CHECK_NS, look for a hang-up and resume with a new broker:
- * one poll(2) per 100 ms, not per record. */
-static void check_broker(struct expbus_producer *p, uint64_t now)
-{
-	if (now - p->checked_ns < HANGUP_CHECK_NS)
-		return;
-	p->checked_ns = now;
-	if (broker_gone(p))
-		(void)resume(p);
+	link_drain(&p->link);
+	if (p->link.state == LINK_LIVE)
+		p->link.next_ns = now; /* look for a hang-up now */
+	if (p->flag_up) {
+		ring_producer_sleep_done(&p->ring);
+		p->flag_up = false;
+	}
+	return link_step(&p->link, now) == LINK_LIVE;
 }
 
 size_t expbus_producer_data_size(const struct expbus_producer *p)
@@ -267,45 +215,80 @@ static int ring_broken(struct expbus_producer *p)
 }
 
 /* Waits for free slots (client_ring_sleep; ring.c explains why no wakeup
- * is lost). */
+ * is lost). While no broker serves the ring, moves the link on and sleeps
+ * on its fds, never past the deadline. */
 static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 {
 	uint64_t deadline = client_deadline(timeout_ms);
 
 	for (;;) {
-		int r = client_ring_sleep(&p->ring, 1, p->reserved, p->space_fd,
-					  p->sock, deadline);
-		if (r == 0)
+		struct link *l = &p->link;
+		uint64_t now = client_now_ns(), until;
+		struct pollfd pfd = {.fd = l->epoll_fd, .events = POLLIN};
+		int r;
+
+		if (l->state != LINK_LIVE)
+			link_step(l, now);
+		if (l->state == LINK_LIVE) {
+			r = client_ring_sleep(&p->ring, 1, p->reserved,
+					      l->space_fd, l->sock, deadline);
+			if (r == 0)
+				continue;
+			if (r == -EPROTO)
+				return ring_broken(p);
+			if (r != -EPIPE)
+				return r; /* -EINTR too: let the caller see */
+			link_lost(l, client_now_ns());
 			continue;
-		if (r == -EPROTO)
-			return ring_broken(p);
-		if (r != -EPIPE)
-			return r; /* -EINTR too: let the caller see signals */
-		/* Hand the ring to a restarted broker; until one is there,
-		 * keep trying for as long as we may wait. */
-		if (resume(p) == 0)
-			continue;
-		if (deadline && client_now_ns() >= deadline)
+		}
+		if (deadline && now >= deadline)
 			return client_fail(
 			    p->bus, -EPIPE,
-			    "the broker has gone away and none took "
-			    "over in time");
-		(void)poll(NULL, 0, 50);
+			    "the broker at %s has gone away and none took "
+			    "over in time",
+			    p->bus->socket_path);
+		until = l->next_ns;
+		if (deadline && deadline < until)
+			until = deadline;
+		r = poll(&pfd, 1,
+			 until > now ? (int)((until - now + 999999) / 1000000)
+				     : 0);
+		if (r < 0 && errno == EINTR)
+			return -EINTR;
+		link_drain(l);
 	}
 }
 
 int expbus_reserve(struct expbus_producer *p, unsigned n, int timeout_ms,
 		   struct expbus_span *span)
 {
+	uint64_t now;
 	int got;
 
 	if (n == 0)
 		return -EINVAL;
+	now = client_now_ns();
+	if (now >= p->link.next_ns)
+		link_step(&p->link, now); /* never blocks */
+	if (p->flag_up) {
+		ring_producer_sleep_done(&p->ring);
+		p->flag_up = false;
+	}
 	got = ring_producer_free(&p->ring, p->reserved, n);
-	if (got == 0)
-		check_broker(p, client_now_ns());
 	if (got == 0 && timeout_ms != 0)
 		got = wait_for_space(p, timeout_ms);
+	if (got == 0 && p->link.state == LINK_LIVE) {
+		/* Full: raise our flag (and look once more), so that the
+		 * broker writes the space eventfd and expbus_producer_fd
+		 * turns readable when it frees slots. */
+		got = ring_producer_prepare_sleep(&p->ring, p->reserved);
+		if (got != 0)
+			ring_producer_sleep_done(&p->ring);
+		else
+			p->flag_up = true;
+		if (got > 0 && (unsigned)got > n)
+			got = (int)n;
+	}
 	if (got == 0)
 		return -EAGAIN;
 	if (got < 0)
@@ -325,8 +308,7 @@ int expbus_commit(struct expbus_producer *p, unsigned n)
 
 	if (n > p->reserved)
 		return -EINVAL;
-	now = client_now_ns();
-	check_broker(p, now);
+	now = client_now_ns(); /* vDSO: no syscall */
 	if (p->flags & EXPBUS_PRODUCER_OWN_TIMESTAMPS)
 		now = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -337,11 +319,14 @@ int expbus_commit(struct expbus_producer *p, unsigned n)
 			r->timestamp_ns = now;
 	}
 	p->reserved -= n;
-	if (ring_producer_commit(&p->ring, n)) {
+	/* The only syscall commit makes: the wakeup, when the broker sleeps
+	 * (none while no broker serves us: a new one looks at the ring when
+	 * it takes it over). */
+	if (ring_producer_commit(&p->ring, n) && p->link.wake_fd >= 0) {
 		uint64_t one = 1;
 		/* Nothing to do on failure: the broker also wakes on a timer.
 		 */
-		(void)!write(p->wake_fd, &one, sizeof(one));
+		(void)!write(p->link.wake_fd, &one, sizeof(one));
 	}
 	return 0;
 }
