@@ -101,6 +101,37 @@ SCHEMA = {
 }
 
 
+def ring(magic=0x52425845, version=1, size=256 + 64 * 296, capacity=64,
+         slot=296, data=264, h=0x1234, offset=256, head=0, tail=0,
+         seg_size=None, want_slot=296, want_data=264, want_h=0x1234):
+    """A struct ring_copy then a struct ring_expect (fuzz_ring.c)."""
+    seg_size = size if seg_size is None else seg_size
+    return (struct.pack("<IIQIII4xQQQQ", magic, version, size, capacity,
+                        slot, data, h, offset, head, tail)
+            + struct.pack("<QIIQII", seg_size, want_slot, want_data, want_h,
+                          16, 1 << 24))
+
+
+RING = {
+    "valid_empty": ring(),
+    "valid_full": ring(head=10, tail=74),
+    "valid_wrapped": ring(head=2**64 - 10, tail=20),
+    "tail_behind": ring(head=10, tail=9),
+    "tail_too_far": ring(head=0, tail=65),
+    "capacity_huge": ring(capacity=1 << 24),
+    "capacity_odd": ring(capacity=48),
+    "capacity_zero": ring(capacity=0),
+    "slots_past_end": ring(capacity=128),
+    "offset_moved": ring(offset=0),
+    "size_lies": ring(size=1 << 30),
+    "bad_magic": ring(magic=0),
+    "bad_version": ring(version=2),
+    "other_schema": ring(h=0x9999),
+    "overflow_product": ring(capacity=1 << 24, slot=2**32 - 8,
+                             want_slot=2**32 - 8, size=2**64 - 1),
+}
+
+
 def write(target, seeds):
     d = os.path.join(ROOT, target)
     os.makedirs(d, exist_ok=True)
@@ -112,3 +143,4 @@ def write(target, seeds):
 if __name__ == "__main__":
     write("proto", PROTO)
     write("schema", SCHEMA)
+    write("ring", RING)

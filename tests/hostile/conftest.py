@@ -78,6 +78,24 @@ def broker(tmp_path):
     yield from broker_fixture(tmp_path, HostileBroker)
 
 
+class SmallBroker(HostileBroker):
+    """A broker started with 1024 fds at most, to run it out of them."""
+
+    def __init__(self, tmp_path):
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+        try:
+            super().__init__(tmp_path)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+@pytest.fixture
+def small_broker(tmp_path):
+    yield from broker_fixture(tmp_path, SmallBroker)
+
+
 class LatencyProbe(threading.Thread):
     """A subscriber with batches of one record that notes, per record, how
     long after its commit it arrived (both CLOCK_MONOTONIC)."""

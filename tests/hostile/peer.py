@@ -156,9 +156,14 @@ DEFAULT_SCHEMA = "obs f32[8,8]; action i32; reward f32"  # expbus pub's
 
 def hung_up(sock):
     """True once the broker closed sock (without blocking)."""
+    import select
+    p = select.poll()
+    p.register(sock, select.POLLIN)
+    if not p.poll(0):
+        return False
     try:
         return sock.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
-    except BlockingIOError:
+    except (BlockingIOError, socket.timeout):
         return False
     except OSError:
         return True

@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_expbusd_refuses_a_socket_another_broker_listens_on(tmp_path):
     try:
         r = expbusd("--socket", b.socket)
         assert r.returncode == 1
-        assert "already listens" in r.stderr, r.stderr
+        assert "already listening" in r.stderr, r.stderr
         peer.Attached(b.socket, "s", peer.DEFAULT_SCHEMA, 64).close()
     finally:
         assert b.stop() == 0
@@ -104,6 +105,11 @@ def test_expbusd_replaces_a_stale_socket_and_removes_only_its_own(tmp_path):
     s.bind(str(path))
     s.close()
     b = HostileBroker(tmp_path, ())
+    # The stale socket made the path exist already: wait until it listens.
+    deadline = time.monotonic() + 10
+    while "listening on" not in b.log():
+        assert time.monotonic() < deadline, b.log()
+        time.sleep(0.02)
     # Someone replaces the socket while the broker runs: at exit the
     # broker must leave their file alone.
     os.unlink(b.socket)
