@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import peer  # noqa: E402
 
 
-def expbusd(*args, timeout=10):
+def expbusd(*args, timeout=30):
     return subprocess.run([str(build_dir() / "src" / "broker" / "expbusd"),
                            *args], capture_output=True, text=True,
                           timeout=timeout)
