@@ -264,7 +264,7 @@ int main(int argc, char **argv)
 				hist_record(&total, t - stamp);
 				/* publish_ns may precede the stamp: the broker
 				 * stamps a batch with the time its loop pass
-				 * began (src/broker/merge.c), which can be
+				 * began (src/broker/batch.c), which can be
 				 * before the commit it then takes. Count, clamp
 				 * to 0. */
 				if (b->publish_ns < stamp)

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "loop.h"
 #include "expbus.h"
 
 #define PRODUCERS 4

@@ -1,5 +1,7 @@
-/* broker.h — the state of expbusd, in one struct passed down, and the
- * objects it owns: connections, streams, producers, subscriptions, groups. */
+/* broker.h — the types of expbusd: the state in one struct passed down,
+ * and the objects it owns (connections, streams, producers, subscriptions,
+ * groups). Types only: each object's functions are declared in the header
+ * of the file that owns it (conn.h, producer.h, subscription.h, ...). */
 #ifndef EXPBUSD_BROKER_H
 #define EXPBUSD_BROKER_H
 
@@ -168,96 +170,5 @@ struct broker {
 	uint64_t now_ns;
 	bool uring_dirty; /* SQEs queued but not submitted */
 };
-
-/* The broker is the only writer of the stats segment: a relaxed load and
- * store is enough (no read-modify-write needed), and readers only need
- * each counter whole, which 64-bit atomics give. */
-static inline void stat_add(_Atomic uint64_t *c, uint64_t n)
-{
-	atomic_store_explicit(c,
-			      atomic_load_explicit(c, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-}
-
-static inline void stat_set(_Atomic uint64_t *c, uint64_t v)
-{
-	atomic_store_explicit(c, v, memory_order_relaxed);
-}
-
-/* Counts one record dropped for a lossy subscriber with a full ring. */
-static inline void subscription_dropped(struct subscription *sub)
-{
-	sub->dropped_total++;
-	stat_add(&sub->st->dropped[DROP_RING_FULL], 1);
-	/* Relaxed: a counter the subscriber reads on its own. */
-	atomic_store_explicit(&sub->seg->dropped, sub->dropped_total,
-			      memory_order_relaxed);
-}
-
-/* loop.c */
-uint64_t broker_now(void);
-int broker_open(struct broker *b);
-int broker_run(struct broker *b);
-void broker_close(struct broker *b);
-void conn_close(struct broker *b, struct conn *c);
-
-/* peers.c: control messages, hang-ups and protocol violations. */
-void peer_message(struct broker *b, struct conn *c);
-void peer_hangup(struct broker *b, struct conn *c);
-void peer_violation(struct broker *b, struct conn *c, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-void producer_free(struct broker *b, struct producer *p);
-/* Frees producers that are drained or broken, disconnects subscriptions
- * found breaking the protocol; called between passes of the data path. */
-void peers_reap(struct broker *b);
-
-/* segments.c: creating and laying out shared segments. */
-int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,
-			  struct producer *p, int *ring_fd);
-int segment_batch_ring(struct broker *b, struct subscription *sub,
-		       uint32_t capacity, int *batch_fd, int *rel_fd, char *err,
-		       size_t errlen);
-int segment_stats(struct broker *b);
-
-/* stream.c */
-struct stream *stream_find(struct broker *b, const char *name);
-struct stream *stream_create(struct broker *b, const char *name,
-			     const struct schema *schema);
-int stream_add_producer(struct stream *s, struct producer *p);
-void stream_remove_producer(struct stream *s, struct producer *p);
-int stream_add_subscription(struct broker *b, struct stream *s,
-			    struct subscription *sub, const char *group);
-/* Calls fn on every subscription of every stream, direct or in a group;
- * fn must not add or remove subscriptions. */
-void stream_each_subscription(struct broker *b,
-			      void (*fn)(struct subscription *, void *),
-			      void *arg);
-/* Frees groups left without members (and their orphaned records). */
-void stream_prune_groups(struct broker *b, struct stream *s);
-bool stream_remove_subscription(struct broker *b, struct stream *s,
-				struct subscription *sub);
-
-/* group.c */
-struct subscription *group_route(struct consumer_group *g, uint32_t game);
-bool group_forget_member(struct consumer_group *g, struct subscription *sub);
-int group_add_member(struct consumer_group *g, struct subscription *sub);
-bool group_drain_orphans(struct broker *b, struct consumer_group *g);
-
-/* merge.c: moving records from producer rings into batches. */
-int merge_pump(struct broker *b);
-uint64_t merge_flush_due(struct broker *b, uint64_t now, bool all);
-bool merge_has_room(struct broker *b, struct subscription *sub);
-/* Reads and validates the release counter; -EPROTO marks sub dead. */
-int merge_check_release(struct broker *b, struct subscription *sub);
-/* Refreshes what the stats segment shows of every producer ring's tail,
- * even a ring the broker is not taking from (stalled): housekeeping. */
-void merge_refresh_tails(struct broker *b);
-void merge_deliver(struct broker *b, struct subscription *sub,
-		   const struct expbus_record_header *hdr, uint64_t seq,
-		   uint32_t source, const uint8_t *data);
-void merge_publish(struct broker *b, struct subscription *sub,
-		   enum expbus_flush_reason why);
-bool filter_match(const struct filter *f, const struct expbus_record_header *h);
-void subscription_free(struct broker *b, struct subscription *sub);
 
 #endif

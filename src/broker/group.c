@@ -1,11 +1,13 @@
 /* group.c — subscription groups: each record goes to one member, every
- * record of a game to the same member while it lives; a dead member's
- * unreleased records go to the members that remain, before newer ones. */
+ * record of a game to the same member while it lives; a dead member is
+ * kept as an orphan whose unreleased records pump.c hands to the members
+ * that remain, before newer ones. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "group.h"
 
 static uint32_t hash32(uint32_t x)
 {
@@ -46,6 +48,26 @@ static int map_resize(struct consumer_group *g, uint32_t cap)
 	free(old_keys);
 	free(old_vals);
 	return 0;
+}
+
+struct consumer_group *group_new(struct stream *s, const char *name)
+{
+	struct consumer_group *g = calloc(1, sizeof(*g));
+
+	if (!g)
+		return NULL;
+	snprintf(g->name, sizeof(g->name), "%s", name);
+	g->stream = s;
+	return g;
+}
+
+void group_free(struct consumer_group *g)
+{
+	free(g->members);
+	free(g->map_keys);
+	free(g->map_vals);
+	free(g->orphans);
+	free(g);
 }
 
 struct subscription *group_route(struct consumer_group *g, uint32_t game)
@@ -146,111 +168,5 @@ bool group_forget_member(struct consumer_group *g, struct subscription *sub)
 		g->orphan_index = 0;
 	}
 	g->orphans[g->n_orphans++] = sub;
-	return true;
-}
-
-/* Rebuilds record i of a batch slot into hdr and data (the row layout). */
-static void gather(const struct subscription *sub, const uint8_t *slot,
-		   uint32_t i, struct expbus_record_header *hdr, uint64_t *seq,
-		   uint32_t *source, uint8_t *data)
-{
-	const struct schema *s = &sub->stream->schema;
-	const uint64_t *off = sub->col_offset;
-
-	*seq = ((const uint64_t *)(slot + off[0]))[i];
-	hdr->seq = *seq;
-	hdr->timestamp_ns = ((const uint64_t *)(slot + off[1]))[i];
-	*source = ((const uint32_t *)(slot + off[2]))[i];
-	hdr->game = ((const uint32_t *)(slot + off[3]))[i];
-	hdr->player = ((const uint32_t *)(slot + off[4]))[i];
-	hdr->turn = ((const uint32_t *)(slot + off[5]))[i];
-	hdr->flags = ((const uint32_t *)(slot + off[6]))[i];
-	for (uint32_t f = 0; f < s->nfields; f++) {
-		uint32_t size = sub->col_size[HEADER_COLUMNS + f];
-		memcpy(data + s->fields[f].offset,
-		       slot + off[HEADER_COLUMNS + f] + (uint64_t)i * size,
-		       size);
-	}
-}
-
-/* Hands one orphaned record to the member that owns its game now. Returns
- * false when that member is lossless and has no room: try again later. */
-static bool reroute(struct broker *b, struct consumer_group *g,
-		    const struct subscription *dead, const uint8_t *slot,
-		    uint32_t i, uint8_t *data)
-{
-	struct expbus_record_header hdr;
-	struct subscription *to;
-	uint32_t source;
-	uint64_t seq;
-
-	gather(dead, slot, i, &hdr, &seq, &source, data);
-	to = group_route(g, hdr.game);
-	if (!to || !filter_match(&to->filter, &hdr))
-		return true;
-	if (!merge_has_room(b, to)) {
-		if (to->policy == EXPBUS_LOSSLESS) {
-			to->blocked = true;
-			return false;
-		}
-		subscription_dropped(to);
-		return true;
-	}
-	merge_deliver(b, to, &hdr, seq, source, data);
-	return true;
-}
-
-bool group_drain_orphans(struct broker *b, struct consumer_group *g)
-{
-	uint8_t *data = NULL;
-
-	while (g->n_orphans) {
-		struct subscription *dead = g->orphans[0];
-		uint64_t tail = dead->ring.pos; /* batches it had published */
-
-		if (g->n_members == 0)
-			break;
-		if (!data &&
-		    !(data = malloc(dead->stream->schema.data_size + 8)))
-			return false;
-		while (g->orphan_pos <= tail) {
-			const uint8_t *slot;
-			uint32_t count;
-
-			if (g->orphan_pos < tail) {
-				slot = ring_slot(&dead->ring, g->orphan_pos);
-				count =
-				    ((const struct expbus_batch *)slot)->count;
-			} else {
-				slot = dead->open;
-				count = dead->open ? dead->open_count : 0;
-			}
-			while (g->orphan_index < count) {
-				if (!reroute(b, g, dead, slot, g->orphan_index,
-					     data)) {
-					free(data);
-					return false;
-				}
-				g->orphan_index++;
-			}
-			g->orphan_pos++;
-			g->orphan_index = 0;
-		}
-		memmove(&g->orphans[0], &g->orphans[1],
-			sizeof(*g->orphans) * (g->n_orphans - 1));
-		g->n_orphans--;
-		dead->open = NULL; /* its records went to the others */
-		subscription_free(b, dead);
-		if (g->n_orphans) {
-			g->orphan_pos = g->orphans[0]->ring.cached;
-			g->orphan_index = 0;
-		}
-	}
-	free(data);
-	/* No member left to take them: they are lost with the group. */
-	while (g->n_orphans) {
-		struct subscription *dead = g->orphans[--g->n_orphans];
-		subscription_free(b, dead);
-	}
 	return true;
 }

@@ -1,7 +1,8 @@
-/* loop.c — the broker's io_uring event loop: accept connections, watch
- * them for requests and hang-ups, wake on the shared eventfd or a signal,
- * and between events run the data path; sleep only after telling every
- * ring (ring.c explains the protocol). */
+/* loop.c — the broker's io_uring event loop: accept connections (conn.c)
+ * and hand their requests and hang-ups to control.c, wake on the shared
+ * eventfd or a signal, and between events run the data path (pump.c, then
+ * batch.c's flush deadlines); sleep only after telling every ring
+ * (pump_prepare_sleep; ring.c explains the protocol). */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -17,46 +18,23 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "shm.h"
+#include "batch.h"
+#include "clock.h"
+#include "conn.h"
+#include "control.h"
+#include "loop.h"
+#include "pump.h"
+#include "sqe.h"
+#include "stats.h"
+#include "stream.h"
 
-enum op_tag {
-	OP_POLL = 0,
-	OP_ACCEPT = 1,
-	OP_WAKE = 2,
-	OP_SIGNAL = 3,
-	OP_OTHER = 4
-};
-#define TAG_MASK	    7u
-#define IDLE_SPIN_NS	    (50u * 1000u)
-#define NEW_CONN_TIMEOUT_NS (10ull * 1000000000u)
-#define MAX_SLEEP_NS	    (200ull * 1000000u)
-#define DRAIN_NS	    (2ull * 1000000000u)
-
-uint64_t broker_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static struct io_uring_sqe *get_sqe(struct broker *b)
-{
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&b->uring);
-
-	if (!sqe) {
-		/* Queue full: push what is there and take a fresh entry. */
-		(void)io_uring_submit(&b->uring);
-		sqe = io_uring_get_sqe(&b->uring);
-	}
-	b->uring_dirty = true;
-	return sqe;
-}
+#define IDLE_SPIN_NS (50u * 1000u)
+#define MAX_SLEEP_NS (200ull * 1000000u)
+#define DRAIN_NS     (2ull * 1000000000u)
 
 static void arm(struct broker *b, enum op_tag tag)
 {
-	struct io_uring_sqe *sqe = get_sqe(b);
+	struct io_uring_sqe *sqe = broker_sqe(b);
 
 	if (!sqe) {
 		log_error(b, "io_uring submission queue unavailable");
@@ -81,55 +59,8 @@ static void arm(struct broker *b, enum op_tag tag)
 	io_uring_sqe_set_data64(sqe, tag);
 }
 
-static void arm_poll(struct broker *b, struct conn *c)
-{
-	struct io_uring_sqe *sqe = get_sqe(b);
-
-	if (!sqe)
-		return;
-	io_uring_prep_poll_add(sqe, c->fd, POLLIN | POLLRDHUP);
-	io_uring_sqe_set_data64(sqe, (uint64_t)(uintptr_t)c | OP_POLL);
-	c->poll_armed = true;
-}
-
-/* Frees connections that are closed and have no poll in flight. */
-static void conns_sweep(struct broker *b)
-{
-	for (struct conn **pp = &b->conns; *pp;) {
-		struct conn *c = *pp;
-		if (c->closed && !c->poll_armed) {
-			*pp = c->next;
-			b->n_conns--;
-			free(c);
-			continue;
-		}
-		pp = &c->next;
-	}
-}
-
-void conn_close(struct broker *b, struct conn *c)
-{
-	if (c->closed)
-		return;
-	c->closed = true;
-	if (c->poll_armed) {
-		/* The poll holds the file: cancel it; the connection is freed
-		 * by conns_sweep once the poll's completion is back. */
-		struct io_uring_sqe *sqe = get_sqe(b);
-		if (sqe) {
-			io_uring_prep_poll_remove(sqe, (uint64_t)(uintptr_t)c |
-							   OP_POLL);
-			io_uring_sqe_set_data64(sqe, OP_OTHER);
-		}
-	}
-	(void)close(c->fd);
-	c->fd = -1;
-}
-
 static void on_accept(struct broker *b, int fd)
 {
-	struct ucred cred;
-	socklen_t len = sizeof(cred);
 	struct conn *c;
 
 	if (fd < 0) {
@@ -137,22 +68,9 @@ static void on_accept(struct broker *b, int fd)
 			log_warn(b, "accept: %s", strerror(-fd));
 		return;
 	}
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    b->n_conns >= BROKER_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
-		log_warn(b, "refusing a connection (%u open)", b->n_conns);
-		(void)close(fd);
-		return;
-	}
-	c->fd = fd;
-	c->pid = cred.pid;
-	c->uid = cred.uid;
-	c->gid = cred.gid;
-	c->accepted_ns = b->now_ns;
-	c->next = b->conns;
-	b->conns = c;
-	b->n_conns++;
-	log_debug(b, "connection from pid %d uid %d", (int)c->pid, (int)c->uid);
-	arm_poll(b, c);
+	c = conn_new(b, fd);
+	if (c)
+		conn_arm(b, c);
 }
 
 static void on_poll(struct broker *b, struct conn *c, int res)
@@ -161,13 +79,13 @@ static void on_poll(struct broker *b, struct conn *c, int res)
 	if (c->closed)
 		return;
 	if (res < 0)
-		peer_hangup(b, c);
+		control_hangup(b, c);
 	else if (res & POLLIN)
-		peer_message(b, c);
+		control_message(b, c);
 	else if (res & (POLLHUP | POLLRDHUP | POLLERR | POLLNVAL))
-		peer_hangup(b, c);
+		control_hangup(b, c);
 	if (!c->closed)
-		arm_poll(b, c);
+		conn_arm(b, c);
 }
 
 static int handle_cqes(struct broker *b)
@@ -207,7 +125,7 @@ static int handle_cqes(struct broker *b)
 			break;
 		}
 	}
-	conns_sweep(b);
+	conn_sweep(b);
 	return n;
 }
 
@@ -216,7 +134,7 @@ static void check_release(struct subscription *sub, void *arg)
 	/* Looks at the release counter even when the broker does not need
 	 * room yet, so that a subscriber that lies is caught promptly. */
 	if (!sub->dead)
-		(void)merge_check_release(arg, sub);
+		(void)batch_check_release(arg, sub);
 	/* The open batch's fill, for the stats: here rather than per record
 	 * on the data path (publishing sets it back to 0). */
 	stat_set(&sub->st->open_records, sub->open ? sub->open_count : 0);
@@ -227,66 +145,9 @@ static void check_release(struct subscription *sub, void *arg)
 static void housekeeping(struct broker *b)
 {
 	stream_each_subscription(b, check_release, b);
-	merge_refresh_tails(b);
-	for (struct conn *c = b->conns, *next; c; c = next) {
-		next = c->next;
-		if (!c->closed && c->kind == CONN_NEW &&
-		    b->now_ns - c->accepted_ns > NEW_CONN_TIMEOUT_NS)
-			peer_violation(b, c, "sent no request within 10 s");
-	}
+	pump_refresh_tails(b);
+	control_expire_new(b);
 	stat_set(&b->stats->now_ns, b->now_ns);
-}
-
-static void sub_prepare(struct subscription *sub, void *arg)
-{
-	bool *ok = arg;
-
-	if (sub->blocked && !sub->dead &&
-	    ring_producer_prepare_sleep(&sub->ring, 0) != 0)
-		*ok = false;
-}
-
-static void sub_done(struct subscription *sub, void *arg)
-{
-	(void)arg;
-	ring_producer_sleep_done(&sub->ring);
-	sub->blocked = false;
-}
-
-/* Raises the sleeping flag on every ring that could give us work and looks
- * at each once more. Returns false when there is work after all. */
-static bool prepare_sleep(struct broker *b)
-{
-	bool ok = true;
-
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
-			continue;
-		for (uint32_t j = 0; j < s->n_producers; j++) {
-			struct producer *p = s->producers[j];
-			/* A stalled ring waits for a subscriber's release,
-			 * which wakes us through that batch ring instead. */
-			if (p->broken || p->stalled || s->stalled)
-				continue;
-			if (ring_consumer_prepare_sleep(&p->ring, 0) != 0)
-				ok = false;
-		}
-	}
-	stream_each_subscription(b, sub_prepare, &ok);
-	return ok;
-}
-
-static void finish_sleep(struct broker *b)
-{
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
-			continue;
-		for (uint32_t j = 0; j < s->n_producers; j++)
-			ring_consumer_sleep_done(&s->producers[j]->ring);
-	}
-	stream_each_subscription(b, sub_done, NULL);
 }
 
 static void sleep_until(struct broker *b, uint64_t deadline)
@@ -299,13 +160,13 @@ static void sleep_until(struct broker *b, uint64_t deadline)
 		wait = MAX_SLEEP_NS;
 	ts.tv_sec = (long long)(wait / 1000000000u);
 	ts.tv_nsec = (long long)(wait % 1000000000u);
-	if (prepare_sleep(b)) {
+	if (pump_prepare_sleep(b)) {
 		stat_add(&b->stats->sleeps, 1);
 		(void)io_uring_submit_and_wait_timeout(&b->uring, &cqe, 1, &ts,
 						       NULL);
 		b->uring_dirty = false;
 	}
-	finish_sleep(b);
+	pump_sleep_done(b);
 }
 
 static void drain_and_flush(struct broker *b)
@@ -316,11 +177,11 @@ static void drain_and_flush(struct broker *b)
 	 * then publish every partial batch. */
 	for (;;) {
 		b->now_ns = broker_now();
-		peers_reap(b);
-		if (merge_pump(b) == 0 || b->now_ns > until)
+		control_reap(b);
+		if (pump_all(b) == 0 || b->now_ns > until)
 			break;
 	}
-	merge_flush_due(b, b->now_ns, true);
+	batch_flush_due(b, b->now_ns, true);
 }
 
 int broker_run(struct broker *b)
@@ -337,9 +198,9 @@ int broker_run(struct broker *b)
 		int work;
 
 		b->now_ns = broker_now();
-		work = merge_pump(b);
-		next = merge_flush_due(b, b->now_ns, false);
-		peers_reap(b);
+		work = pump_all(b);
+		next = batch_flush_due(b, b->now_ns, false);
+		control_reap(b);
 		/* An event (a hang-up, say) may leave work for the next pass:
 		 * count it as activity so the loop looks again before sleeping.
 		 */
@@ -462,7 +323,7 @@ int broker_open(struct broker *b)
 
 	b->listen_fd = b->wake_fd = b->signal_fd = b->stats_fd = -1;
 	b->log.level = b->cfg.log_level;
-	err = segment_stats(b);
+	err = stats_open(b);
 	if (err < 0) {
 		log_error(b, "cannot create the stats segment: %s",
 			  strerror(-err));
@@ -491,47 +352,9 @@ int broker_open(struct broker *b)
 	return b->listen_fd < 0 ? b->listen_fd : 0;
 }
 
-static void stream_free(struct broker *b, struct stream *s)
-{
-	while (s->n_producers)
-		producer_free(b, s->producers[s->n_producers - 1]);
-	while (s->n_subs) {
-		struct subscription *sub = s->subs[s->n_subs - 1];
-		if (sub->conn)
-			peer_hangup(b, sub->conn);
-		else
-			s->n_subs--;
-	}
-	for (uint32_t i = 0; i < s->n_groups; i++) {
-		struct consumer_group *g = s->groups[i];
-		/* A hang-up may free the group: start over each time. */
-		if (g->n_members && g->members[0]->conn) {
-			peer_hangup(b, g->members[0]->conn);
-			i = (uint32_t)-1;
-		}
-	}
-	stream_prune_groups(b, s);
-	free(s->producers);
-	free(s->subs);
-	free(s->groups);
-	free(s);
-}
-
 void broker_close(struct broker *b)
 {
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		if (b->streams[i]) {
-			stream_free(b, b->streams[i]);
-			b->streams[i] = NULL;
-		}
-	}
-	for (struct conn *c = b->conns, *next; c; c = next) {
-		next = c->next;
-		if (c->fd >= 0)
-			(void)close(c->fd);
-		free(c);
-	}
-	b->conns = NULL;
+	control_close_all(b);
 	if (b->listen_fd >= 0) {
 		(void)close(b->listen_fd);
 		(void)unlink(b->cfg.socket_path);
@@ -542,7 +365,5 @@ void broker_close(struct broker *b)
 		(void)close(b->wake_fd);
 	if (b->signal_fd >= 0)
 		(void)close(b->signal_fd);
-	shm_unmap(b->stats, b->stats_size);
-	if (b->stats_fd >= 0)
-		(void)close(b->stats_fd);
+	stats_close(b);
 }

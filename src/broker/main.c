@@ -1,5 +1,5 @@
 /* main.c — expbusd: flags, start-up and exit. The broker's work is in
- * loop.c (events), peers.c (control protocol) and merge.c (data path). */
+ * loop.c (events), control.c (control protocol) and pump.c (data path). */
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "broker.h"
+#include "loop.h"
 
 static const char usage[] =
     "Usage: expbusd [OPTION]...\n"

@@ -7,7 +7,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "broker.h"
+#include "clock.h"
+#include "segments.h"
 #include "shm.h"
 
 static void seg_init(struct seg_header *h, uint32_t magic, size_t header,

@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "broker.h"
+#include "group.h"
+#include "stream.h"
+#include "subscription.h"
 
 struct stream *stream_find(struct broker *b, const char *name)
 {
@@ -79,6 +81,16 @@ static bool drop(void **array, uint32_t *n, const void *x)
 	return false;
 }
 
+void stream_free(struct broker *b, struct stream *s)
+{
+	stream_prune_groups(b, s);
+	b->streams[s->id] = NULL;
+	free(s->producers);
+	free(s->subs);
+	free(s->groups);
+	free(s);
+}
+
 int stream_add_producer(struct stream *s, struct producer *p)
 {
 	if (grow(&s->producers, s->n_producers, &s->cap_producers) < 0)
@@ -118,23 +130,12 @@ int stream_add_subscription(struct broker *b, struct stream *s,
 	if (!g) {
 		if (grow(&s->groups, s->n_groups, &s->cap_groups) < 0)
 			return -ENOMEM;
-		g = calloc(1, sizeof(*g));
+		g = group_new(s, group);
 		if (!g)
 			return -ENOMEM;
-		strcpy(g->name, group);
-		g->stream = s;
 		s->groups[s->n_groups++] = g;
 	}
 	return group_add_member(g, sub);
-}
-
-static void group_free(struct consumer_group *g)
-{
-	free(g->members);
-	free(g->map_keys);
-	free(g->map_vals);
-	free(g->orphans);
-	free(g);
 }
 
 void stream_prune_groups(struct broker *b, struct stream *s)

@@ -1,7 +1,9 @@
-/* peers.c — the broker's side of the control protocol: attach and
- * subscribe requests, stats requests, hang-ups (a peer that dies), and
- * peers that break the protocol. Every refusal gets a reply a person can
- * act on; every offender is disconnected with a logged reason. */
+/* control.c — the broker's side of the control protocol: the receive path
+ * of a control connection, attach and subscribe requests (the objects
+ * themselves are made by producer.c and subscription.c), stats requests,
+ * hang-ups (a peer that dies), and peers that break the protocol. Every
+ * refusal gets a reply a person can act on; every offender is disconnected
+ * with a logged reason. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,107 +12,18 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "broker.h"
-#include "shm.h"
+#include "conn.h"
+#include "control.h"
+#include "producer.h"
+#include "stats.h"
+#include "stream.h"
+#include "subscription.h"
 
-#define DEFAULT_BATCH_SLOTS 8
 #define MAX_BATCH_SIZE	    65536
 #define MAX_BATCH_SLOTS	    1024
 #define MAX_DELAY_US	    60000000u
-#define MIN_RING_SLOTS	    16
-#define MAX_RING_SLOTS	    (1u << 24)
 #define RESUME_GRACE_NS	    (2ull * 1000000000u)
-
-static struct stats_producer *stats_producer_slot(struct broker *b)
-{
-	for (int i = 0; i < STATS_MAX_PRODUCERS; i++)
-		if (!b->stats->producers[i].in_use)
-			return &b->stats->producers[i];
-	return NULL;
-}
-
-static struct stats_sub *stats_sub_slot(struct broker *b)
-{
-	for (int i = 0; i < STATS_MAX_SUBS; i++)
-		if (!b->stats->subs[i].in_use)
-			return &b->stats->subs[i];
-	return NULL;
-}
-
-static uint32_t default_ring_slots(struct broker *b, const struct schema *s)
-{
-	uint64_t slot =
-	    align_up(sizeof(struct expbus_record_header) + s->data_size, 8);
-	uint64_t n = b->cfg.ring_bytes / slot, p = MIN_RING_SLOTS;
-
-	while (p * 2 <= n && p * 2 <= 65536)
-		p *= 2;
-	return (uint32_t)p;
-}
-
-/* Takes over a ring that a previous broker gave this producer: the records
- * it committed and that broker never took are delivered from here. The
- * segment is checked like any received fd, and its header like any counter
- * a peer can write. Returns 0, or -errno with the reason in err. */
-static int adopt_ring(struct broker *b, struct stream *s, int fd,
-		      struct producer *p, char *err, size_t errlen)
-{
-	uint64_t slot = align_up(
-	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
-	struct producer_ring *seg;
-	uint64_t head, tail;
-	size_t size;
-	void *addr;
-	int e;
-
-	e = shm_check(fd, PRODUCER_RING_DATA_OFFSET, b->cfg.max_segment,
-		      SHM_SEALS_SHARED, &size);
-	if (e < 0) {
-		snprintf(err, errlen,
-			 "the ring to resume is not a sealed memfd "
-			 "of at most %llu bytes",
-			 (unsigned long long)b->cfg.max_segment);
-		return e;
-	}
-	e = shm_map(fd, size, 1, &addr);
-	if (e < 0) {
-		snprintf(err, errlen, "cannot map the ring to resume: %s",
-			 strerror(-e));
-		return e;
-	}
-	seg = addr;
-	head = atomic_load_explicit(&seg->cons.pos, memory_order_relaxed);
-	/* Acquire: the producer's records up to tail are written. */
-	tail = atomic_load_explicit(&seg->prod.pos, memory_order_acquire);
-	if (seg->seg.magic != MAGIC_PRODUCER_RING ||
-	    seg->seg.version != LAYOUT_VERSION || seg->seg.size != size ||
-	    seg->capacity < MIN_RING_SLOTS || seg->capacity > MAX_RING_SLOTS ||
-	    (seg->capacity & (seg->capacity - 1)) || seg->slot_size != slot ||
-	    seg->data_size != s->schema.data_size ||
-	    seg->schema_hash != s->schema.hash ||
-	    seg->data_offset != PRODUCER_RING_DATA_OFFSET ||
-	    PRODUCER_RING_DATA_OFFSET + (uint64_t)seg->capacity * slot > size ||
-	    tail - head > seg->capacity) {
-		shm_unmap(addr, size);
-		snprintf(err, errlen,
-			 "the ring to resume does not match its "
-			 "stream's schema or layout, or its counters "
-			 "are impossible");
-		return -EINVAL;
-	}
-	seg->producer_id = p->id;
-	p->seg = seg;
-	p->seg_size = size;
-	ring_init_consumer(&p->ring, &seg->prod, &seg->cons,
-			   (uint8_t *)seg + seg->data_offset, slot,
-			   seg->capacity);
-	log_info(b,
-		 "producer %u resumes a ring with %llu records not yet taken "
-		 "(from %llu)",
-		 p->id, (unsigned long long)(tail - head),
-		 (unsigned long long)head);
-	return 0;
-}
+#define NEW_CONN_TIMEOUT_NS (10ull * 1000000000u)
 
 static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 			  size_t len, int resume_fd)
@@ -127,16 +40,17 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 
 	if (len < sizeof(*m) || m->schema_len != len - sizeof(*m) ||
 	    m->schema_len >= SCHEMA_TEXT_MAX) {
-		peer_violation(b, c,
-			       "attach request of %zu bytes does not match "
-			       "its schema length",
-			       len);
+		control_violation(b, c,
+				  "attach request of %zu bytes does not match "
+				  "its schema length",
+				  len);
 		return;
 	}
 	if ((m->flags & ~ATTACH_RESUME) ||
 	    !(m->flags & ATTACH_RESUME) != (resume_fd < 0)) {
-		peer_violation(b, c, "attach flags 0x%x do not match the %s fd",
-			       m->flags, resume_fd < 0 ? "missing" : "sent");
+		control_violation(b, c,
+				  "attach flags 0x%x do not match the %s fd",
+				  m->flags, resume_fd < 0 ? "missing" : "sent");
 		return;
 	}
 	if (proto_check_name(m->stream, 0) < 0) {
@@ -165,7 +79,7 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 				 m->stream, err, s->canonical);
 		goto out;
 	}
-	cap = m->ring_slots ? m->ring_slots : default_ring_slots(b, schema);
+	cap = m->ring_slots ? m->ring_slots : producer_default_slots(b, schema);
 	if (resume_fd < 0 && (cap < MIN_RING_SLOTS || cap > MAX_RING_SLOTS ||
 			      (cap & (cap - 1)))) {
 		proto_send_error(
@@ -192,40 +106,17 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		 * back before records no one subscribed to are consumed. */
 		s->hold_until_ns = b->now_ns + RESUME_GRACE_NS;
 	}
-	p = calloc(1, sizeof(*p));
-	if (!p) {
-		proto_send_error(c->fd, ENOMEM, "broker out of memory");
+	e = producer_new(b, s, cap, resume_fd, &p, &fds[0], err, sizeof(err));
+	if (e < 0) {
+		proto_send_error(c->fd, -e, "%s", err);
 		goto out;
 	}
-	p->id = ++b->next_producer_id;
-	p->stream = s;
-	p->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->space_fd >= 0 && resume_fd >= 0) {
-		e = adopt_ring(b, s, resume_fd, p, err, sizeof(err));
-		if (e < 0) {
-			proto_send_error(c->fd, -e, "%s", err);
-			goto fail;
-		}
-		fds[0] = dup(resume_fd);
-		cap = p->seg->capacity;
-		e = fds[0] < 0 ? -errno : 0;
-	} else {
-		e = p->space_fd < 0
-			? -errno
-			: segment_producer_ring(b, s, cap, p, &fds[0]);
-	}
-	if (e < 0) {
-		proto_send_error(c->fd, -e,
-				 "cannot create a ring of %u records: %s%s",
-				 cap, strerror(-e),
-				 e == -EFBIG ? " (larger than --max-segment; "
-					       "use fewer ring_slots)"
-					     : "");
-		goto fail;
-	}
+	cap = p->seg->capacity;
 	if (stream_add_producer(s, p) < 0) {
 		proto_send_error(c->fd, ENOMEM, "broker out of memory");
-		goto fail;
+		(void)close(fds[0]);
+		producer_free(b, p);
+		goto out;
 	}
 	memset(st, 0, sizeof(*st));
 	st->id = p->id;
@@ -253,7 +144,7 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	if (e < 0) {
 		log_info(b, "producer %u: reply failed: %s", p->id,
 			 strerror(-e));
-		peer_hangup(b, c);
+		control_hangup(b, c);
 	} else {
 		log_info(
 		    b,
@@ -262,63 +153,8 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		    p->id, s->name, (int)c->pid, (int)c->uid, cap,
 		    p->seg->slot_size);
 	}
-	free(schema);
-	return;
-fail:
-	if (fds[0] >= 0)
-		(void)close(fds[0]);
-	if (p) {
-		if (p->seg)
-			shm_unmap(p->seg, p->seg_size);
-		if (p->space_fd >= 0)
-			(void)close(p->space_fd);
-		free(p);
-	}
 out:
 	free(schema);
-}
-
-static int cmp_u32(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-static uint32_t *sorted_ids(const uint32_t *ids, uint32_t n)
-{
-	uint32_t *out;
-
-	if (n == 0)
-		return NULL;
-	out = malloc(sizeof(*out) * n);
-	if (!out)
-		return NULL;
-	memcpy(out, ids, sizeof(*out) * n);
-	qsort(out, n, sizeof(*out), cmp_u32);
-	return out;
-}
-
-void subscription_free(struct broker *b, struct subscription *sub)
-{
-	(void)b;
-	if (!sub)
-		return;
-	if (sub->open && sub->open_count) {
-		sub->dropped_total += sub->open_count;
-		if (sub->st)
-			stat_add(&sub->st->dropped[DROP_SUBSCRIBER_GONE],
-				 sub->open_count);
-	}
-	if (sub->st)
-		sub->st->in_use = 0;
-	shm_unmap(sub->seg, sub->seg_size);
-	shm_unmap(sub->rel, RELEASE_PAGE_SIZE);
-	if (sub->event_fd >= 0)
-		(void)close(sub->event_fd);
-	free(sub->filter.games);
-	free(sub->filter.players);
-	free(sub->notes);
-	free(sub);
 }
 
 static const char *subscribe_check(const struct msg_subscribe *m, size_t len)
@@ -352,25 +188,23 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 			     size_t len)
 {
 	const struct msg_subscribe *m = buf;
-	const uint32_t *ids = (const uint32_t *)(m + 1);
 	struct {
 		struct msg_ok_subscribe m;
 		char text[SCHEMA_TEXT_MAX];
 	} ok;
-	struct subscription *sub;
+	struct subscription *sub = NULL;
 	struct stats_sub *st;
 	struct stream *s;
 	const char *why = subscribe_check(m, len);
 	char err[512];
-	uint32_t cap;
 	int fds[4] = {-1, -1, -1, b->wake_fd}, e;
 	size_t tl;
 
 	if (why && !why[0]) {
-		peer_violation(b, c,
-			       "subscribe request of %zu bytes does not match "
-			       "its filter lengths",
-			       len);
+		control_violation(b, c,
+				  "subscribe request of %zu bytes does not "
+				  "match its filter lengths",
+				  len);
 		return;
 	}
 	if (why) {
@@ -393,50 +227,17 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 				 STATS_MAX_SUBS);
 		return;
 	}
-	sub = calloc(1, sizeof(*sub));
-	if (!sub) {
-		proto_send_error(c->fd, ENOMEM, "broker out of memory");
-		return;
-	}
-	sub->id = ++b->next_sub_id;
-	sub->stream = s;
-	sub->event_fd = -1;
-	sub->batch_size = m->batch_size ? m->batch_size : b->cfg.default_batch;
-	sub->max_delay_ns =
-	    1000ull *
-	    (m->max_delay_us ? m->max_delay_us : b->cfg.default_delay_us);
-	sub->policy = (enum expbus_policy)m->policy;
-	sub->flags = m->flags;
-	sub->filter.min_turn = m->min_turn;
-	sub->filter.n_games = m->n_games;
-	sub->filter.n_players = m->n_players;
-	sub->filter.games = sorted_ids(ids, m->n_games);
-	sub->filter.players = sorted_ids(ids + m->n_games, m->n_players);
-	if ((m->n_games && !sub->filter.games) ||
-	    (m->n_players && !sub->filter.players)) {
-		proto_send_error(c->fd, ENOMEM, "broker out of memory");
-		goto fail;
-	}
-	cap = m->batch_slots ? m->batch_slots : DEFAULT_BATCH_SLOTS;
-	sub->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (sub->event_fd < 0) {
-		proto_send_error(c->fd, errno, "eventfd: %s", strerror(errno));
-		goto fail;
-	}
-	e = segment_batch_ring(b, sub, cap, &fds[0], &fds[1], err, sizeof(err));
+	e = subscription_new(b, s, m, &sub, &fds[0], &fds[1], err, sizeof(err));
 	if (e < 0) {
 		proto_send_error(c->fd, -e, "%s", err);
-		goto fail;
+		return;
 	}
-	sub->notes = calloc(sub->ring.capacity, sizeof(*sub->notes));
-	if (!sub->notes) {
-		proto_send_error(c->fd, ENOMEM, "broker out of memory");
-		goto fail;
-	}
-	sub->noted = sub->ring.cached;
 	if (stream_add_subscription(b, s, sub, m->group) < 0) {
 		proto_send_error(c->fd, ENOMEM, "broker out of memory");
-		goto fail;
+		(void)close(fds[0]);
+		(void)close(fds[1]);
+		subscription_free(b, sub);
+		return;
 	}
 	memset(st, 0, sizeof(*st));
 	st->id = sub->id;
@@ -446,7 +247,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	st->policy = sub->policy;
 	st->batch_size = sub->batch_size;
 	st->max_delay_us = (uint32_t)(sub->max_delay_ns / 1000);
-	st->capacity = cap;
+	st->capacity = (uint32_t)sub->ring.capacity;
 	st->min_turn = m->min_turn;
 	st->n_games = m->n_games;
 	st->n_players = m->n_players;
@@ -461,7 +262,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	tl = strlen(s->canonical);
 	memcpy(ok.text, s->canonical, tl);
 	ok.m.subscription_id = sub->id;
-	ok.m.capacity = cap;
+	ok.m.capacity = (uint32_t)sub->ring.capacity;
 	ok.m.segment_size = sub->seg_size;
 	ok.m.schema_hash = s->schema.hash;
 	ok.m.schema_len = (uint32_t)tl;
@@ -474,7 +275,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	if (e < 0) {
 		log_info(b, "subscription %u: reply failed: %s", sub->id,
 			 strerror(-e));
-		peer_hangup(b, c);
+		control_hangup(b, c);
 		return;
 	}
 	log_info(
@@ -485,13 +286,6 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	    st->max_delay_us, sub->policy ? "lossy" : "lossless",
 	    m->group[0] ? ", group " : "", m->group, m->n_games, m->n_players,
 	    m->min_turn);
-	return;
-fail:
-	if (fds[0] >= 0)
-		(void)close(fds[0]);
-	if (fds[1] >= 0)
-		(void)close(fds[1]);
-	subscription_free(b, sub);
 }
 
 static void handle_stats(struct broker *b, struct conn *c)
@@ -508,7 +302,7 @@ static void handle_stats(struct broker *b, struct conn *c)
 	c->kind = CONN_STATS;
 }
 
-void peer_message(struct broker *b, struct conn *c)
+void control_message(struct broker *b, struct conn *c)
 {
 	/* A union keeps the buffer aligned for the message structs. */
 	union {
@@ -527,28 +321,28 @@ void peer_message(struct broker *b, struct conn *c)
 	if (n == -EAGAIN || n == -EINTR)
 		goto out;
 	if (n == 0 || n == -ECONNRESET) {
-		peer_hangup(b, c);
+		control_hangup(b, c);
 		goto out;
 	}
 	if (n == -EMSGSIZE) {
-		peer_violation(b, c,
-			       "message larger than %u bytes or with too "
-			       "many fds",
-			       PROTO_MAX_MSG);
+		control_violation(b, c,
+				  "message larger than %u bytes or with too "
+				  "many fds",
+				  PROTO_MAX_MSG);
 		goto out;
 	}
 	if (n < 0) {
 		log_warn(b, "reading from pid %d: %s", (int)c->pid,
 			 strerror((int)-n));
-		peer_hangup(b, c);
+		control_hangup(b, c);
 		goto out;
 	}
 	type = proto_check(buf, (size_t)n, why, sizeof(why));
 	/* Only a resuming producer sends an fd: exactly one, with ATTACH. */
 	if (nfds && !(type == MSG_ATTACH && nfds == 1 && c->kind == CONN_NEW)) {
 		proto_close_fds(fds, nfds);
-		peer_violation(b, c, "sent %d unexpected file descriptor(s)",
-			       nfds);
+		control_violation(b, c, "sent %d unexpected file descriptor(s)",
+				  nfds);
 		goto out;
 	}
 	if (type < 0) {
@@ -556,14 +350,14 @@ void peer_message(struct broker *b, struct conn *c)
 		proto_send_error(
 		    c->fd, type == -EPROTONOSUPPORT ? EPROTONOSUPPORT : EBADMSG,
 		    "%s", why);
-		peer_violation(b, c, "%s", why);
+		control_violation(b, c, "%s", why);
 		goto out;
 	}
 	if (c->kind != CONN_NEW) {
-		peer_violation(b, c,
-			       "message type %d after the connection "
-			       "already has a role",
-			       type);
+		control_violation(b, c,
+				  "message type %d after the connection "
+				  "already has a role",
+				  type);
 		goto out;
 	}
 	switch (type) {
@@ -583,14 +377,15 @@ void peer_message(struct broker *b, struct conn *c)
 		break;
 	case MSG_STATS:
 		if (n != sizeof(struct msg_stats))
-			peer_violation(b, c, "stats request of %zd bytes", n);
+			control_violation(b, c, "stats request of %zd bytes",
+					  n);
 		else
 			handle_stats(b, c);
 		break;
 	default:
 		proto_send_error(c->fd, EBADMSG, "unknown message type %d",
 				 type);
-		peer_violation(b, c, "unknown message type %d", type);
+		control_violation(b, c, "unknown message type %d", type);
 	}
 out:
 	if (nfds == 1 && type == MSG_ATTACH)
@@ -598,21 +393,15 @@ out:
 	free(buf);
 }
 
-void producer_free(struct broker *b, struct producer *p)
+/* Closes p's connection, if it has one, and frees it. */
+static void producer_close(struct broker *b, struct producer *p)
 {
-	stream_remove_producer(p->stream, p);
 	if (p->conn) {
 		p->conn->producer = NULL;
 		conn_close(b, p->conn);
+		p->conn = NULL;
 	}
-	if (p->st)
-		p->st->in_use = 0;
-	shm_unmap(p->seg, p->seg_size);
-	if (p->space_fd >= 0)
-		(void)close(p->space_fd);
-	log_info(b, "producer %u freed after %llu records", p->id,
-		 (unsigned long long)p->ring.pos);
-	free(p);
+	producer_free(b, p);
 }
 
 static void subscription_gone(struct broker *b, struct subscription *sub)
@@ -625,7 +414,7 @@ static void subscription_gone(struct broker *b, struct subscription *sub)
 		subscription_free(b, sub);
 }
 
-void peer_hangup(struct broker *b, struct conn *c)
+void control_hangup(struct broker *b, struct conn *c)
 {
 	if (c->producer) {
 		struct producer *p = c->producer;
@@ -651,7 +440,7 @@ void peer_hangup(struct broker *b, struct conn *c)
 	conn_close(b, c);
 }
 
-void peer_violation(struct broker *b, struct conn *c, const char *fmt, ...)
+void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 {
 	char why[512];
 	va_list ap;
@@ -667,10 +456,10 @@ void peer_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 		c->producer->conn = NULL;
 		c->producer = NULL;
 	}
-	peer_hangup(b, c);
+	control_hangup(b, c);
 }
 
-void peers_reap(struct broker *b)
+void control_reap(struct broker *b)
 {
 	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
 		struct stream *s = b->streams[i];
@@ -681,7 +470,7 @@ void peers_reap(struct broker *b)
 			if (p->broken ||
 			    (p->dead &&
 			     ring_consumer_ready(&p->ring, 0, 1) == 0)) {
-				producer_free(b, p);
+				producer_close(b, p);
 				continue;
 			}
 			j++;
@@ -689,8 +478,9 @@ void peers_reap(struct broker *b)
 		for (uint32_t j = 0; j < s->n_subs;) {
 			struct subscription *sub = s->subs[j];
 			if (sub->dead && sub->conn) {
-				peer_violation(b, sub->conn,
-					       "broke the batch ring protocol");
+				control_violation(
+				    b, sub->conn,
+				    "broke the batch ring protocol");
 				continue;
 			}
 			j++;
@@ -700,7 +490,7 @@ void peers_reap(struct broker *b)
 				struct subscription *sub =
 				    s->groups[g]->members[j];
 				if (sub->dead && sub->conn) {
-					peer_violation(
+					control_violation(
 					    b, sub->conn,
 					    "broke the batch ring protocol");
 					/* the group may be gone now */
@@ -711,4 +501,45 @@ void peers_reap(struct broker *b)
 		}
 	next_stream:;
 	}
+}
+
+void control_expire_new(struct broker *b)
+{
+	for (struct conn *c = b->conns, *next; c; c = next) {
+		next = c->next;
+		if (!c->closed && c->kind == CONN_NEW &&
+		    b->now_ns - c->accepted_ns > NEW_CONN_TIMEOUT_NS)
+			control_violation(b, c, "sent no request within 10 s");
+	}
+}
+
+/* Frees s and all it holds: producers, then subscriptions (hung up). */
+static void close_stream(struct broker *b, struct stream *s)
+{
+	while (s->n_producers)
+		producer_close(b, s->producers[s->n_producers - 1]);
+	while (s->n_subs) {
+		struct subscription *sub = s->subs[s->n_subs - 1];
+		if (sub->conn)
+			control_hangup(b, sub->conn);
+		else
+			s->n_subs--;
+	}
+	for (uint32_t i = 0; i < s->n_groups; i++) {
+		struct consumer_group *g = s->groups[i];
+		/* A hang-up may free the group: start over each time. */
+		if (g->n_members && g->members[0]->conn) {
+			control_hangup(b, g->members[0]->conn);
+			i = (uint32_t)-1;
+		}
+	}
+	stream_free(b, s);
+}
+
+void control_close_all(struct broker *b)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++)
+		if (b->streams[i])
+			close_stream(b, b->streams[i]);
+	conn_free_all(b);
 }

@@ -1,0 +1,199 @@
+/* batch.c — a subscription's batches: opened by the first record routed
+ * to it, filled column by column, published when full or when their delay
+ * is up, and the release counter read back to know which slots are free
+ * again (and how late the subscriber is, for the stats). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
+#include <xxhash.h>
+
+#include "batch.h"
+#include "clock.h"
+#include "stats.h"
+#include "stream.h"
+
+static int release_violation(struct broker *b, struct subscription *sub)
+{
+	log_warn(b,
+		 "subscription %u (pid %d): release counter %llu is beyond "
+		 "the %llu batches it was given; disconnecting it",
+		 sub->id, sub->conn ? (int)sub->conn->pid : 0,
+		 (unsigned long long)atomic_load_explicit(&sub->rel->cons.pos,
+							  memory_order_relaxed),
+		 (unsigned long long)sub->ring.pos);
+	sub->dead = true;
+	return -EPROTO;
+}
+
+/* Counts the records of the batches released since we last looked and
+ * notes when the oldest unreleased record arrived: the lag in the stats.
+ * Must run before a released slot is published again, which overwrites
+ * its note; ring.cached was validated (<= ring.pos) by whoever moved it. */
+static void note_release(struct subscription *sub)
+{
+	uint64_t n = 0, pos, oldest = 0;
+
+	if (!sub->notes)
+		return;
+	for (pos = sub->noted; pos != sub->ring.cached; pos++)
+		n += sub->notes[pos & sub->ring.mask].count;
+	sub->noted = pos;
+	if (pos != sub->ring.pos)
+		oldest = sub->notes[pos & sub->ring.mask].since_ns;
+	else if (sub->open)
+		oldest = sub->open_since_ns;
+	stat_add(&sub->st->released_records, n);
+	stat_set(&sub->st->released, pos);
+	stat_set(&sub->st->oldest_unreleased_ns, oldest);
+}
+
+int batch_check_release(struct broker *b, struct subscription *sub)
+{
+	int r = ring_producer_free(&sub->ring, 0, UINT64_MAX);
+
+	if (r < 0)
+		return release_violation(b, sub);
+	note_release(sub);
+	return r;
+}
+
+bool batch_has_room(struct broker *b, struct subscription *sub)
+{
+	int r;
+
+	if (sub->open)
+		return true;
+	r = ring_producer_free(&sub->ring, 0, 1);
+	if (r < 0) {
+		release_violation(b, sub);
+		return false;
+	}
+	return r > 0;
+}
+
+static uint64_t checksum(const struct subscription *sub, const uint8_t *slot,
+			 uint32_t count)
+{
+	XXH3_state_t st;
+
+	XXH3_64bits_reset(&st);
+	for (uint32_t c = 0; c < sub->ncolumns; c++)
+		XXH3_64bits_update(&st, slot + sub->col_offset[c],
+				   (size_t)sub->col_size[c] * count);
+	return XXH3_64bits_digest(&st);
+}
+
+void batch_publish(struct broker *b, struct subscription *sub,
+		   enum expbus_flush_reason why)
+{
+	struct expbus_batch *batch = (struct expbus_batch *)sub->open;
+
+	batch->seq = sub->batch_seq++;
+	batch->count = sub->open_count;
+	batch->flush_reason = why;
+	batch->checksum = (sub->flags & EXPBUS_SUBSCRIBE_CHECKSUM)
+			      ? checksum(sub, sub->open, sub->open_count)
+			      : 0;
+	batch->dropped_total = sub->dropped_total;
+	batch->publish_ns = broker_now(); /* not the pass's start: later */
+	note_release(sub); /* before this slot's note is overwritten */
+	if (sub->notes) {
+		sub->notes[sub->ring.pos & sub->ring.mask].since_ns =
+		    sub->open_since_ns;
+		sub->notes[sub->ring.pos & sub->ring.mask].count =
+		    sub->open_count;
+	}
+	sub->open = NULL;
+	if (ring_producer_commit(&sub->ring, 1)) {
+		uint64_t one = 1;
+		/* EAGAIN means the counter is saturated: a wakeup is pending.
+		 */
+		(void)!write(sub->event_fd, &one, sizeof(one));
+	}
+	stat_add(&sub->st->delivered, sub->open_count);
+	stat_add(&sub->st->delivered_bytes,
+		 (uint64_t)sub->record_bytes * sub->open_count);
+	stat_add(&sub->st->batches[why], 1);
+	stat_set(&sub->st->published, sub->ring.pos);
+	stat_set(&sub->st->last_publish_ns, b->now_ns);
+	stat_set(&sub->st->oldest_record_ns, 0);
+	stat_set(&sub->st->open_records, 0);
+	note_release(sub); /* the oldest unreleased may be this batch now */
+}
+
+void batch_deliver(struct broker *b, struct subscription *sub,
+		   const struct expbus_record_header *hdr, uint64_t seq,
+		   uint32_t source, const uint8_t *data)
+{
+	const struct schema *s = &sub->stream->schema;
+	const uint64_t *off = sub->col_offset;
+	uint32_t i;
+	uint8_t *slot;
+
+	if (!sub->open) {
+		sub->open = ring_slot(&sub->ring, sub->ring.pos);
+		sub->open_count = 0;
+		sub->open_since_ns = b->now_ns;
+		stat_set(&sub->st->oldest_record_ns, b->now_ns);
+		note_release(sub); /* this may be the oldest unreleased now */
+	}
+	slot = sub->open;
+	i = sub->open_count++;
+	((uint64_t *)(slot + off[0]))[i] = seq;
+	((uint64_t *)(slot + off[1]))[i] = hdr->timestamp_ns;
+	((uint32_t *)(slot + off[2]))[i] = source;
+	((uint32_t *)(slot + off[3]))[i] = hdr->game;
+	((uint32_t *)(slot + off[4]))[i] = hdr->player;
+	((uint32_t *)(slot + off[5]))[i] = hdr->turn;
+	((uint32_t *)(slot + off[6]))[i] = hdr->flags;
+	for (uint32_t f = 0; f < s->nfields; f++) {
+		uint32_t size = sub->col_size[HEADER_COLUMNS + f];
+		memcpy(slot + off[HEADER_COLUMNS + f] + (uint64_t)i * size,
+		       data + s->fields[f].offset, size);
+	}
+	if (sub->open_count == sub->batch_size)
+		batch_publish(b, sub, EXPBUS_FLUSH_FULL);
+}
+
+struct flush_pass {
+	struct broker *b;
+	uint64_t now;
+	uint64_t next; /* earliest deadline still to come */
+	bool all;      /* shutting down: publish every partial batch */
+};
+
+static void flush_one(struct subscription *sub, void *arg)
+{
+	struct flush_pass *f = arg;
+	uint64_t due;
+
+	if (!sub->open || sub->dead)
+		return;
+	due = sub->open_since_ns + sub->max_delay_ns;
+	if (f->all || f->now >= due)
+		batch_publish(f->b, sub,
+			      f->all ? EXPBUS_FLUSH_DRAIN
+				     : EXPBUS_FLUSH_TIMEOUT);
+	else if (due < f->next)
+		f->next = due;
+}
+
+void batch_dropped(struct subscription *sub)
+{
+	sub->dropped_total++;
+	stat_add(&sub->st->dropped[DROP_RING_FULL], 1);
+	/* Relaxed: a counter the subscriber reads on its own. */
+	atomic_store_explicit(&sub->seg->dropped, sub->dropped_total,
+			      memory_order_relaxed);
+}
+
+uint64_t batch_flush_due(struct broker *b, uint64_t now, bool all)
+{
+	struct flush_pass f = {
+	    .b = b, .now = now, .next = UINT64_MAX, .all = all};
+
+	stream_each_subscription(b, flush_one, &f);
+	return f.next;
+}

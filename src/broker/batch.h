@@ -1,0 +1,30 @@
+/* batch.h — a subscription's batches: opened by the first record, filled
+ * column by column, published when full or when their delay is up. */
+#ifndef EXPBUSD_BATCH_H
+#define EXPBUSD_BATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+
+/* Whether sub can take a record now: an open batch, or a free slot to open
+ * one. A subscriber whose release counter lies is marked dead (false). */
+bool batch_has_room(struct broker *b, struct subscription *sub);
+/* Reads and validates the release counter; -EPROTO marks sub dead. */
+int batch_check_release(struct broker *b, struct subscription *sub);
+/* Copies one record into sub's open batch (opening one: the caller made
+ * sure of room) and publishes the batch when it is full. */
+void batch_deliver(struct broker *b, struct subscription *sub,
+		   const struct expbus_record_header *hdr, uint64_t seq,
+		   uint32_t source, const uint8_t *data);
+/* Publishes sub's open batch and wakes its subscriber if it sleeps. */
+void batch_publish(struct broker *b, struct subscription *sub,
+		   enum expbus_flush_reason why);
+/* Counts one record dropped for a lossy subscriber with a full ring. */
+void batch_dropped(struct subscription *sub);
+/* Publishes every open batch whose delay is up (all: every open batch,
+ * shutting down). Returns the earliest deadline still to come. */
+uint64_t batch_flush_due(struct broker *b, uint64_t now, bool all);
+
+#endif

@@ -1,0 +1,31 @@
+/* conn.h — control connections: one per accepted peer, with at most one
+ * role (producer, subscriber or stats reader). */
+#ifndef EXPBUSD_CONN_H
+#define EXPBUSD_CONN_H
+
+#include "broker.h"
+
+/* io_uring user-data tags; a connection's poll carries its pointer. */
+enum op_tag {
+	OP_POLL = 0,
+	OP_ACCEPT = 1,
+	OP_WAKE = 2,
+	OP_SIGNAL = 3,
+	OP_OTHER = 4
+};
+#define TAG_MASK 7u
+
+/* Takes an accepted fd: checks its credentials and the connection limit.
+ * Returns the connection, or NULL (fd closed, reason logged). */
+struct conn *conn_new(struct broker *b, int fd);
+/* Watches c for a request or a hang-up (one-shot poll). */
+void conn_arm(struct broker *b, struct conn *c);
+/* Closes c's fd and cancels its poll; c is freed by conn_sweep once the
+ * poll's completion is back. Idempotent. */
+void conn_close(struct broker *b, struct conn *c);
+/* Frees connections that are closed and have no poll in flight. */
+void conn_sweep(struct broker *b);
+/* Closes and frees every connection (shutdown). */
+void conn_free_all(struct broker *b);
+
+#endif

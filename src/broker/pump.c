@@ -1,0 +1,357 @@
+/* pump.c — the data path: take records from every producer ring of a
+ * stream, filter and route them, and copy each once into the batch it
+ * belongs to (batch.c); a dead group member's unreleased records are
+ * routed again first. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "batch.h"
+#include "group.h"
+#include "pump.h"
+#include "stats.h"
+#include "stream.h"
+#include "subscription.h"
+
+/* Rebuilds record i of a batch slot into hdr and data (the row layout). */
+static void gather(const struct subscription *sub, const uint8_t *slot,
+		   uint32_t i, struct expbus_record_header *hdr, uint64_t *seq,
+		   uint32_t *source, uint8_t *data)
+{
+	const struct schema *s = &sub->stream->schema;
+	const uint64_t *off = sub->col_offset;
+
+	*seq = ((const uint64_t *)(slot + off[0]))[i];
+	hdr->seq = *seq;
+	hdr->timestamp_ns = ((const uint64_t *)(slot + off[1]))[i];
+	*source = ((const uint32_t *)(slot + off[2]))[i];
+	hdr->game = ((const uint32_t *)(slot + off[3]))[i];
+	hdr->player = ((const uint32_t *)(slot + off[4]))[i];
+	hdr->turn = ((const uint32_t *)(slot + off[5]))[i];
+	hdr->flags = ((const uint32_t *)(slot + off[6]))[i];
+	for (uint32_t f = 0; f < s->nfields; f++) {
+		uint32_t size = sub->col_size[HEADER_COLUMNS + f];
+		memcpy(data + s->fields[f].offset,
+		       slot + off[HEADER_COLUMNS + f] + (uint64_t)i * size,
+		       size);
+	}
+}
+
+/* Hands one orphaned record to the member that owns its game now. Returns
+ * false when that member is lossless and has no room: try again later. */
+static bool reroute(struct broker *b, struct consumer_group *g,
+		    const struct subscription *dead, const uint8_t *slot,
+		    uint32_t i, uint8_t *data)
+{
+	struct expbus_record_header hdr;
+	struct subscription *to;
+	uint32_t source;
+	uint64_t seq;
+
+	gather(dead, slot, i, &hdr, &seq, &source, data);
+	to = group_route(g, hdr.game);
+	if (!to || !filter_match(&to->filter, &hdr))
+		return true;
+	if (!batch_has_room(b, to)) {
+		if (to->policy == EXPBUS_LOSSLESS) {
+			to->blocked = true;
+			return false;
+		}
+		batch_dropped(to);
+		return true;
+	}
+	batch_deliver(b, to, &hdr, seq, source, data);
+	return true;
+}
+
+static bool drain_orphans(struct broker *b, struct consumer_group *g)
+{
+	uint8_t *data = NULL;
+
+	while (g->n_orphans) {
+		struct subscription *dead = g->orphans[0];
+		uint64_t tail = dead->ring.pos; /* batches it had published */
+
+		if (g->n_members == 0)
+			break;
+		if (!data &&
+		    !(data = malloc(dead->stream->schema.data_size + 8)))
+			return false;
+		while (g->orphan_pos <= tail) {
+			const uint8_t *slot;
+			uint32_t count;
+
+			if (g->orphan_pos < tail) {
+				slot = ring_slot(&dead->ring, g->orphan_pos);
+				count =
+				    ((const struct expbus_batch *)slot)->count;
+			} else {
+				slot = dead->open;
+				count = dead->open ? dead->open_count : 0;
+			}
+			while (g->orphan_index < count) {
+				if (!reroute(b, g, dead, slot, g->orphan_index,
+					     data)) {
+					free(data);
+					return false;
+				}
+				g->orphan_index++;
+			}
+			g->orphan_pos++;
+			g->orphan_index = 0;
+		}
+		memmove(&g->orphans[0], &g->orphans[1],
+			sizeof(*g->orphans) * (g->n_orphans - 1));
+		g->n_orphans--;
+		dead->open = NULL; /* its records went to the others */
+		subscription_free(b, dead);
+		if (g->n_orphans) {
+			g->orphan_pos = g->orphans[0]->ring.cached;
+			g->orphan_index = 0;
+		}
+	}
+	free(data);
+	/* No member left to take them: they are lost with the group. */
+	while (g->n_orphans) {
+		struct subscription *dead = g->orphans[--g->n_orphans];
+		subscription_free(b, dead);
+	}
+	return true;
+}
+
+#define MAX_TARGETS (STATS_MAX_SUBS + 1)
+
+/* Routes one record to every subscription that wants it. Returns false,
+ * delivering nothing, when a lossless one has no room: the record stays in
+ * its ring and back-pressure builds up behind it. */
+static bool route(struct broker *b, struct stream *s, struct producer *p,
+		  const struct expbus_record_header *hdr, uint64_t seq,
+		  const uint8_t *data)
+{
+	struct subscription *to[MAX_TARGETS];
+	bool room[MAX_TARGETS];
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < s->n_subs && n < MAX_TARGETS; i++) {
+		struct subscription *sub = s->subs[i];
+		if (sub->dead)
+			continue;
+		if (!filter_match(&sub->filter, hdr)) {
+			stat_add(&sub->st->filtered, 1);
+			continue;
+		}
+		to[n++] = sub;
+	}
+	for (uint32_t i = 0; i < s->n_groups && n < MAX_TARGETS; i++) {
+		struct subscription *sub = group_route(s->groups[i], hdr->game);
+		if (!sub || sub->dead)
+			continue;
+		if (!filter_match(&sub->filter, hdr)) {
+			stat_add(&sub->st->filtered, 1);
+			continue;
+		}
+		to[n++] = sub;
+	}
+	if (n == 0) {
+		stat_add(&s->st->unclaimed, 1);
+		stat_add(&b->stats->unclaimed, 1);
+		return true;
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		room[i] = batch_has_room(b, to[i]);
+		if (!room[i]) {
+			if (to[i]->dead)
+				return false; /* gone: routed afresh next pass
+					       */
+			if (to[i]->policy == EXPBUS_LOSSLESS) {
+				to[i]->blocked = true;
+				return false;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (room[i]) {
+			batch_deliver(b, to[i], hdr, seq, p->id, data);
+		} else {
+			batch_dropped(to[i]);
+		}
+	}
+	return true;
+}
+
+static void producer_violation(struct broker *b, struct producer *p)
+{
+	log_warn(b,
+		 "producer %u (pid %d) on stream '%s': tail %llu is impossible "
+		 "for head %llu and a ring of %llu; disconnecting it",
+		 p->id, p->conn ? (int)p->conn->pid : 0, p->stream->name,
+		 (unsigned long long)atomic_load_explicit(&p->seg->prod.pos,
+							  memory_order_relaxed),
+		 (unsigned long long)p->ring.pos,
+		 (unsigned long long)p->ring.capacity);
+	p->broken = true;
+	stat_add(&b->stats->violations, 1);
+}
+
+/* Takes up to BROKER_CHUNK records from p. Returns how many. */
+static uint32_t pump_producer(struct broker *b, struct stream *s,
+			      struct producer *p)
+{
+	int avail = ring_consumer_ready(&p->ring, 0, BROKER_CHUNK);
+	uint32_t taken = 0;
+
+	if (avail < 0) {
+		producer_violation(b, p);
+		return 0;
+	}
+	p->stalled = false;
+	while (taken < (uint32_t)avail) {
+		uint64_t seq = p->ring.pos + taken;
+		const struct expbus_record_header *rec =
+		    ring_slot(&p->ring, seq);
+		struct expbus_record_header hdr;
+
+		/* One read of the header into our memory: the producer may
+		 * write the slot under us, and then hurts only itself. */
+		memcpy(&hdr, rec, sizeof(hdr));
+		if (!route(b, s, p, &hdr, seq, (const uint8_t *)(rec + 1))) {
+			p->stalled = true;
+			stat_add(&p->st->stalls, 1);
+			break;
+		}
+		if (hdr.game != p->last_game) {
+			p->last_game = hdr.game;
+			stat_add(&p->st->games_seen, 1);
+			stat_set(&p->st->last_game, hdr.game);
+		}
+		taken++;
+	}
+	/* A producer asleep on a full ring is woken once half of it is free,
+	 * not at the first free slot: it then writes many records per
+	 * wakeup instead of one. Its flag stays up until then, and the ring
+	 * drains to that level unless a lossless subscriber holds it back, in
+	 * which case there is nothing to wake it for. */
+	if (taken && ring_consumer_release(&p->ring, taken) &&
+	    ring_consumer_cached_fill(&p->ring) <= p->ring.capacity / 2) {
+		uint64_t one = 1;
+		(void)!write(p->space_fd, &one, sizeof(one));
+	}
+	stat_add(&p->st->records_in, taken);
+	stat_add(&s->st->records_in, taken);
+	stat_set(&p->st->head, p->ring.pos);
+	stat_set(&p->st->tail_seen, p->ring.cached);
+	return taken;
+}
+
+void pump_refresh_tails(struct broker *b)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+		if (!s)
+			continue;
+		for (uint32_t j = 0; j < s->n_producers; j++) {
+			struct producer *p = s->producers[j];
+			if (p->broken)
+				continue;
+			/* Asking for more than a ring forces a fresh, validated
+			 * load of the tail; the data path only reloads it when
+			 * what it cached runs short. */
+			if (ring_consumer_ready(&p->ring, 0, UINT64_MAX) < 0) {
+				producer_violation(b, p);
+				continue;
+			}
+			stat_set(&p->st->tail_seen, p->ring.cached);
+		}
+	}
+}
+
+static uint32_t pump_stream(struct broker *b, struct stream *s)
+{
+	uint32_t work = 0, n = s->n_producers;
+
+	s->stalled = false;
+	if (s->hold_until_ns) {
+		if ((!s->n_subs && !s->n_groups) &&
+		    b->now_ns < s->hold_until_ns) {
+			s->stalled = true; /* the loop wakes within 200 ms */
+			return 0;
+		}
+		s->hold_until_ns = 0;
+	}
+	for (uint32_t i = 0; i < s->n_groups; i++) {
+		if (!drain_orphans(b, s->groups[i])) {
+			s->stalled = true;
+			return 0;
+		}
+	}
+	stream_prune_groups(b, s);
+	for (uint32_t k = 0; k < n; k++) {
+		struct producer *p = s->producers[(s->rr + k) % n];
+		if (!p->broken)
+			work += pump_producer(b, s, p);
+	}
+	if (n)
+		s->rr = (s->rr + 1) % n;
+	return work;
+}
+
+int pump_all(struct broker *b)
+{
+	uint32_t work = 0;
+
+	for (int i = 0; i < STATS_MAX_STREAMS; i++)
+		if (b->streams[i])
+			work += pump_stream(b, b->streams[i]);
+	return (int)work;
+}
+
+static void sub_prepare(struct subscription *sub, void *arg)
+{
+	bool *ok = arg;
+
+	if (sub->blocked && !sub->dead &&
+	    ring_producer_prepare_sleep(&sub->ring, 0) != 0)
+		*ok = false;
+}
+
+static void sub_done(struct subscription *sub, void *arg)
+{
+	(void)arg;
+	ring_producer_sleep_done(&sub->ring);
+	sub->blocked = false;
+}
+
+bool pump_prepare_sleep(struct broker *b)
+{
+	bool ok = true;
+
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+		if (!s)
+			continue;
+		for (uint32_t j = 0; j < s->n_producers; j++) {
+			struct producer *p = s->producers[j];
+			/* A stalled ring waits for a subscriber's release,
+			 * which wakes us through that batch ring instead. */
+			if (p->broken || p->stalled || s->stalled)
+				continue;
+			if (ring_consumer_prepare_sleep(&p->ring, 0) != 0)
+				ok = false;
+		}
+	}
+	stream_each_subscription(b, sub_prepare, &ok);
+	return ok;
+}
+
+void pump_sleep_done(struct broker *b)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+		if (!s)
+			continue;
+		for (uint32_t j = 0; j < s->n_producers; j++)
+			ring_consumer_sleep_done(&s->producers[j]->ring);
+	}
+	stream_each_subscription(b, sub_done, NULL);
+}
