@@ -26,6 +26,15 @@ static const char usage[] =
     "      --batch N          default records per batch (default 32)\n"
     "      --delay-ms N       default maximum delay of a partial batch\n"
     "                         (default 100)\n"
+    "      --shm-budget N     total shared memory of rings and pages the\n"
+    "                         broker holds for its peers (default: half of\n"
+    "                         RAM); a request beyond it is refused\n"
+    "      --idle-timeout-ms N  close a connection that sent no request\n"
+    "                         within N ms (default 10000)\n"
+    "      --max-conns-per-uid N  control connections one uid may hold\n"
+    "                         (default 1024)\n"
+    "      --stream-linger-ms N  free a stream N ms after its last producer\n"
+    "                         and subscriber left (default 60000)\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
     "                         to stderr\n"
     "  -h, --help             show this help\n"
@@ -90,6 +99,10 @@ int main(int argc, char **argv)
 	    {"batch", required_argument, NULL, 'b'},
 	    {"delay-ms", required_argument, NULL, 'd'},
 	    {"log-level", required_argument, NULL, 'l'},
+	    {"shm-budget", required_argument, NULL, 'B'},
+	    {"idle-timeout-ms", required_argument, NULL, 'I'},
+	    {"max-conns-per-uid", required_argument, NULL, 'U'},
+	    {"stream-linger-ms", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -105,6 +118,10 @@ int main(int argc, char **argv)
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
 	b->cfg.log_level = LOG_INFO;
+	b->cfg.shm_budget = budget_default_limit();
+	b->cfg.idle_timeout_ns = 10ull * 1000000000u;
+	b->cfg.max_conns_per_uid = 1024;
+	b->cfg.stream_linger_ns = 60ull * 1000000000u;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
@@ -139,6 +156,25 @@ int main(int argc, char **argv)
 			if (parse_size(optarg, &v) < 0 || v > 60000)
 				return bad("--delay-ms", optarg);
 			b->cfg.default_delay_us = (uint32_t)v * 1000;
+			break;
+		case 'B':
+			if (parse_size(optarg, &b->cfg.shm_budget) < 0)
+				return bad("--shm-budget", optarg);
+			break;
+		case 'I':
+			if (parse_size(optarg, &v) < 0 || v > 86400000)
+				return bad("--idle-timeout-ms", optarg);
+			b->cfg.idle_timeout_ns = v * 1000000u;
+			break;
+		case 'U':
+			if (parse_size(optarg, &v) < 0 || v > BROKER_MAX_CONNS)
+				return bad("--max-conns-per-uid", optarg);
+			b->cfg.max_conns_per_uid = (uint32_t)v;
+			break;
+		case 'L':
+			if (parse_size(optarg, &v) < 0 || v > 86400000)
+				return bad("--stream-linger-ms", optarg);
+			b->cfg.stream_linger_ns = v * 1000000u;
 			break;
 		case 'l':
 			b->cfg.log_level = log_parse_level(optarg);

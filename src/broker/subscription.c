@@ -100,9 +100,9 @@ fail:
 
 void subscription_free(struct broker *b, struct subscription *sub)
 {
-	(void)b;
 	if (!sub)
 		return;
+	budget_refund(&b->budget, sub->budget_bytes);
 	if (sub->open && sub->open_count) {
 		sub->dropped_total += sub->open_count;
 		if (sub->st)
