@@ -239,6 +239,7 @@ def resume_race(path, stream, secs):
             finally:
                 os._exit(0)
         tries += 1
+        time.sleep(0.005)  # the racer is flipping by now
         try:
             a = Attached(path, stream, DEFAULT_SCHEMA, resume_fd=fd)
             adopted += 1

@@ -60,7 +60,11 @@ def test_resume_race_with_a_changing_ring_never_hurts_the_broker(
     bad = run_peer(broker, "resume-race", "hostile", SECS)
     rc, out, err = finish(bad)
     assert rc == 0, out + err
-    assert "tries" in out and " 0 refused" not in out, out
+    tries, refused = int(out.split()[1]), int(out.split()[3])
+    assert tries >= 5, out
+    # The garbage was seen: refused when the header was checked, or the
+    # adopted ring's producer disconnected once it showed.
+    assert refused > 0 or "disconnecting" in broker.log(), out
     end(broker, honest, base)
 
 
