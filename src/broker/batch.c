@@ -11,6 +11,7 @@
 
 #include "batch.h"
 #include "clock.h"
+#include "deadlines.h"
 #include "stats.h"
 #include "stream.h"
 
@@ -24,6 +25,7 @@ static int release_violation(struct broker *b, struct subscription *sub)
 							  memory_order_relaxed),
 		 (unsigned long long)sub->ring.pos);
 	sub->dead = true;
+	b->reap_pending = true;
 	return -EPROTO;
 }
 
@@ -106,6 +108,7 @@ void batch_publish(struct broker *b, struct subscription *sub,
 		    sub->open_count;
 	}
 	sub->open = NULL;
+	deadline_remove(b, sub);
 	if (ring_producer_commit(&sub->ring, 1)) {
 		uint64_t one = 1;
 		/* EAGAIN means the counter is saturated: a wakeup is pending.
@@ -136,6 +139,7 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 		sub->open = ring_slot(&sub->ring, sub->ring.pos);
 		sub->open_count = 0;
 		sub->open_since_ns = b->now_ns;
+		deadline_add(b, sub);
 		stat_set(&sub->st->oldest_record_ns, b->now_ns);
 		note_release(sub); /* this may be the oldest unreleased now */
 	}
@@ -157,27 +161,11 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 		batch_publish(b, sub, EXPBUS_FLUSH_FULL);
 }
 
-struct flush_pass {
-	struct broker *b;
-	uint64_t now;
-	uint64_t next; /* earliest deadline still to come */
-	bool all;      /* shutting down: publish every partial batch */
-};
-
-static void flush_one(struct subscription *sub, void *arg)
+/* Shutting down: publish every partial batch. */
+static void flush_drain(struct subscription *sub, void *arg)
 {
-	struct flush_pass *f = arg;
-	uint64_t due;
-
-	if (!sub->open || sub->dead)
-		return;
-	due = sub->open_since_ns + sub->max_delay_ns;
-	if (f->all || f->now >= due)
-		batch_publish(f->b, sub,
-			      f->all ? EXPBUS_FLUSH_DRAIN
-				     : EXPBUS_FLUSH_TIMEOUT);
-	else if (due < f->next)
-		f->next = due;
+	if (sub->open && !sub->dead)
+		batch_publish(arg, sub, EXPBUS_FLUSH_DRAIN);
 }
 
 void batch_dropped(struct subscription *sub)
@@ -191,9 +179,19 @@ void batch_dropped(struct subscription *sub)
 
 uint64_t batch_flush_due(struct broker *b, uint64_t now, bool all)
 {
-	struct flush_pass f = {
-	    .b = b, .now = now, .next = UINT64_MAX, .all = all};
+	struct subscription *sub;
+	uint64_t due = UINT64_MAX;
 
-	stream_each_subscription(b, flush_one, &f);
-	return f.next;
+	if (all) {
+		stream_each_subscription(b, flush_drain, b);
+		return UINT64_MAX;
+	}
+	/* Only the batches that are due, earliest first. */
+	while ((sub = deadline_first(b, &due)) && due <= now) {
+		if (sub->dead || !sub->open)
+			deadline_remove(b, sub); /* a group hands it on */
+		else
+			batch_publish(b, sub, EXPBUS_FLUSH_TIMEOUT);
+	}
+	return sub ? due : UINT64_MAX;
 }

@@ -25,6 +25,20 @@
 struct broker;
 struct stream;
 
+enum doorbell_kind { DOORBELL_PRODUCER, DOORBELL_SUBSCRIPTION };
+
+/* A peer's own wakeup eventfd (doorbell.c). */
+struct doorbell {
+	struct doorbell *next; /* in broker.doorbells_closing */
+	int fd;
+	enum doorbell_kind kind;
+	void *owner; /* NULL once closed */
+	bool armed;  /* a poll is in flight */
+};
+
+#define NOT_ACTIVE UINT32_MAX
+#define NOT_QUEUED UINT32_MAX
+
 enum conn_kind { CONN_NEW, CONN_PRODUCER, CONN_SUBSCRIBER, CONN_STATS };
 
 /* One accepted control connection; it carries at most one role. */
@@ -47,6 +61,10 @@ struct producer {
 	struct stream *stream;
 	uint32_t id;
 	int space_fd; /* written when the producer sleeps on a full ring */
+	struct doorbell
+	    *doorbell;	    /* the producer rings it: news in a parked ring */
+	uint32_t active_at; /* index in broker.active, or NOT_ACTIVE (parked) */
+	uint64_t news_ns;   /* when records were last taken */
 	struct producer_ring *seg;
 	size_t seg_size;
 	struct ring ring; /* broker is the consumer */
@@ -82,12 +100,15 @@ struct subscription {
 	uint64_t max_delay_ns;
 	enum expbus_policy policy;
 	uint32_t flags;
-	int event_fd; /* written when the subscriber sleeps */
+	int event_fd;		   /* written when the subscriber sleeps */
+	struct doorbell *doorbell; /* the subscriber rings it: a release */
 	struct batch_ring *seg;
 	size_t seg_size;
 	struct release_page *rel;
 	struct ring ring; /* broker is the producer */
 	uint8_t *open;	  /* batch slot being filled, NULL if none */
+	uint32_t heap_at; /* in broker.heap while open, else NOT_QUEUED */
+	bool reserved;	  /* holds a place in broker.heap's capacity */
 	uint32_t open_count;
 	uint64_t open_since_ns;
 	uint64_t batch_seq;
@@ -170,14 +191,23 @@ struct broker {
 	struct log log;
 	struct io_uring uring;
 	int listen_fd;
-	int wake_fd; /* eventfd every peer writes to wake us */
 	int signal_fd;
-	uint64_t wake_buf;
 	uint8_t signal_buf[128];
 	bool stopping;
 	struct conn *conns;
 	uint32_t n_conns;
 	struct stream *streams[STATS_MAX_STREAMS];
+	/* Producers whose rings may have news, visited by every pass; the
+	 * others are parked: their doorbell brings them back. */
+	struct producer **active;
+	uint32_t n_active, cap_active;
+	uint32_t n_producers; /* all of them, active or parked */
+	uint64_t ring_visits; /* rings looked at by the data path */
+	struct doorbell *doorbells_closing;
+	/* Subscriptions with an open batch, by flush deadline (deadlines.c) */
+	struct subscription **heap;
+	uint32_t n_heap, cap_heap, n_heap_reserved;
+	bool reap_pending; /* a producer or subscription may need reaping */
 	uint32_t next_producer_id;
 	uint32_t next_sub_id;
 	struct stats_segment *stats;

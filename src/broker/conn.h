@@ -5,16 +5,6 @@
 
 #include "broker.h"
 
-/* io_uring user-data tags; a connection's poll carries its pointer. */
-enum op_tag {
-	OP_POLL = 0,
-	OP_ACCEPT = 1,
-	OP_WAKE = 2,
-	OP_SIGNAL = 3,
-	OP_OTHER = 4
-};
-#define TAG_MASK 7u
-
 /* Takes an accepted fd: checks its credentials, the connection limit and
  * its uid's (--max-conns-per-uid). Returns the connection, or NULL (fd
  * closed, reason logged at most once a second). */

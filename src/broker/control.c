@@ -32,7 +32,7 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	struct stream *s = NULL;
 	struct stats_producer *st;
 	uint32_t cap;
-	int fds[3] = {-1, b->wake_fd, -1}, e;
+	int fds[3] = {-1, -1, -1}, e;
 	bool created = false;
 
 	e = proto_check_attach(m, len, resume_fd >= 0, err, sizeof(err));
@@ -100,7 +100,8 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		proto_send_error(c->fd, -e, "%s", err);
 		goto out;
 	}
-	cap = p->seg->capacity;
+	cap = (uint32_t)
+		  p->ring.capacity; /* the checked copy, not shared memory */
 	if (stream_add_producer(s, p) < 0) {
 		proto_send_error(c->fd, ENOMEM, "broker out of memory");
 		(void)close(fds[0]);
@@ -113,23 +114,25 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	st->pid = (uint32_t)c->pid;
 	st->uid = (uint32_t)c->uid;
 	st->capacity = cap;
-	st->slot_size = p->seg->slot_size;
+	st->slot_size = (uint32_t)p->ring.slot_size;
 	st->in_use = 1;
 	p->st = st;
 	memset(&ok, 0, sizeof(ok));
 	proto_header(&ok.h, MSG_OK_ATTACH, sizeof(ok));
 	ok.producer_id = p->id;
 	ok.capacity = cap;
-	ok.slot_size = p->seg->slot_size;
+	ok.slot_size = (uint32_t)p->ring.slot_size;
 	ok.data_size = s->schema.data_size;
 	ok.segment_size = p->seg_size;
 	ok.schema_hash = s->schema.hash;
+	fds[1] = p->doorbell->fd;
 	fds[2] = p->space_fd;
 	e = proto_send(c->fd, &ok, sizeof(ok), fds, 3);
 	(void)close(fds[0]);
 	p->conn = c;
 	c->kind = CONN_PRODUCER;
 	c->producer = p;
+	producer_activate(b, p); /* a resumed ring may hold records */
 	if (e < 0) {
 		log_info(b, "producer %u: reply failed: %s", p->id,
 			 strerror(-e));
@@ -140,7 +143,7 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		    "producer %u attached to '%s' (pid %d uid %d, %u slots "
 		    "of %u bytes)",
 		    p->id, s->name, (int)c->pid, (int)c->uid, cap,
-		    p->seg->slot_size);
+		    (uint32_t)p->ring.slot_size);
 	}
 out:
 	/* A refused first producer leaves no empty stream behind. */
@@ -161,7 +164,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	struct stats_sub *st;
 	struct stream *s;
 	char err[512];
-	int fds[4] = {-1, -1, -1, b->wake_fd}, e;
+	int fds[4] = {-1, -1, -1, -1}, e;
 	size_t tl;
 
 	e = proto_check_subscribe(m, len, err, sizeof(err));
@@ -231,6 +234,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	ok.m.batch_size = sub->batch_size;
 	proto_header(&ok.m.h, MSG_OK_SUBSCRIBE, sizeof(ok.m) + tl);
 	fds[2] = sub->event_fd;
+	fds[3] = sub->doorbell->fd;
 	e = proto_send(c->fd, &ok, sizeof(ok.m) + tl, fds, 4);
 	(void)close(fds[0]);
 	(void)close(fds[1]);
@@ -391,6 +395,9 @@ void control_hangup(struct broker *b, struct conn *c)
 			 p->id, (int)c->pid);
 		p->conn = NULL;
 		p->dead = true;
+		/* Drained by the data path, then reaped. */
+		producer_activate(b, p);
+		b->reap_pending = true;
 		if (p->st)
 			p->st->in_use = 2;
 		c->producer = NULL;
@@ -418,6 +425,7 @@ void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 	log_warn(b, "disconnecting pid %d (uid %d): %s", (int)c->pid,
 		 (int)c->uid, why);
 	stat_add(&b->stats->violations, 1);
+	b->reap_pending = true;
 	if (c->producer) {
 		c->producer->broken = true;
 		c->producer->conn = NULL;
@@ -428,6 +436,11 @@ void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 
 void control_reap(struct broker *b)
 {
+	/* A walk over everything, but only after something asked for it (a
+	 * hang-up, a violation, a drained or broken producer). */
+	if (!b->reap_pending)
+		return;
+	b->reap_pending = false;
 	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
 		struct stream *s = b->streams[i];
 		if (!s)
@@ -460,7 +473,9 @@ void control_reap(struct broker *b)
 					control_violation(
 					    b, sub->conn,
 					    "broke the batch ring protocol");
-					/* the group may be gone now */
+					/* the group may be gone now: look
+					 * again next time */
+					b->reap_pending = true;
 					goto next_stream;
 				}
 				j++;

@@ -1,8 +1,9 @@
 /* loop.c — the broker's io_uring event loop: accept connections (conn.c)
- * and hand their requests and hang-ups to control.c, wake on the shared
- * eventfd or a signal, and between events run the data path (pump.c, then
- * batch.c's flush deadlines); sleep only after telling every ring
- * (pump_prepare_sleep; ring.c explains the protocol). */
+ * and hand their requests and hang-ups to control.c, wake on a peer's
+ * doorbell (doorbell.c: it names the ring with news) or a signal, and between
+ * events run the data path (pump.c, then batch.c's flush deadlines); sleep only
+ * after telling every ring (pump_prepare_sleep; ring.c explains the protocol).
+ */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -10,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -22,7 +22,10 @@
 #include "clock.h"
 #include "conn.h"
 #include "control.h"
+#include "deadlines.h"
+#include "doorbell.h"
 #include "loop.h"
+#include "producer.h"
 #include "pump.h"
 #include "sqe.h"
 #include "stats.h"
@@ -47,10 +50,6 @@ static void arm(struct broker *b, enum op_tag tag)
 		io_uring_prep_accept(sqe, b->listen_fd, NULL, NULL,
 				     SOCK_CLOEXEC | SOCK_NONBLOCK);
 		b->accept_armed = true;
-		break;
-	case OP_WAKE:
-		io_uring_prep_read(sqe, b->wake_fd, &b->wake_buf,
-				   sizeof(b->wake_buf), 0);
 		break;
 	case OP_SIGNAL:
 		io_uring_prep_read(sqe, b->signal_fd, b->signal_buf,
@@ -122,6 +121,18 @@ static void on_poll(struct broker *b, struct conn *c, int res)
 		conn_arm(b, c);
 }
 
+static void on_doorbell(struct broker *b, struct doorbell *d, int res,
+			uint32_t flags)
+{
+	enum doorbell_kind kind = d->kind;
+	void *owner = doorbell_rang(b, d, res, flags);
+
+	/* A subscription's doorbell (a release) needs nothing more: the loop
+	 * is awake, and its stalled producers are still active. */
+	if (owner && kind == DOORBELL_PRODUCER)
+		producer_activate(b, owner);
+}
+
 static int handle_cqes(struct broker *b)
 {
 	struct io_uring_cqe *cqe;
@@ -130,6 +141,7 @@ static int handle_cqes(struct broker *b)
 	while (io_uring_peek_cqe(&b->uring, &cqe) == 0) {
 		uint64_t data = io_uring_cqe_get_data64(cqe);
 		int res = cqe->res;
+		uint32_t cqe_flags = cqe->flags;
 
 		io_uring_cqe_seen(&b->uring, cqe);
 		n++;
@@ -145,8 +157,12 @@ static int handle_cqes(struct broker *b)
 			if (on_accept(b, res) && !b->stopping)
 				arm(b, OP_ACCEPT);
 			break;
-		case OP_WAKE:
-			arm(b, OP_WAKE);
+		case OP_DOORBELL:
+			on_doorbell(
+			    b,
+			    (struct doorbell *)(uintptr_t)(data &
+							   ~(uint64_t)TAG_MASK),
+			    res, cqe_flags);
 			break;
 		case OP_SIGNAL:
 			if (res > 0 && !b->stopping) {
@@ -227,7 +243,6 @@ int broker_run(struct broker *b)
 	uint64_t last_submit = 0, last_house = 0, last_work = 0;
 
 	arm(b, OP_ACCEPT);
-	arm(b, OP_WAKE);
 	arm(b, OP_SIGNAL);
 	(void)io_uring_submit(&b->uring);
 	log_info(b, "listening on %s", b->cfg.socket_path);
@@ -245,6 +260,7 @@ int broker_run(struct broker *b)
 		if (handle_cqes(b) > 0)
 			last_work = b->now_ns;
 		stat_add(&b->stats->loops, 1);
+		stat_set(&b->stats->ring_visits, b->ring_visits);
 		if (b->now_ns - last_house > 100000000u) {
 			housekeeping(b);
 			last_house = b->now_ns;
@@ -387,7 +403,14 @@ int broker_open(struct broker *b)
 	sigset_t mask;
 	int err;
 
-	b->listen_fd = b->wake_fd = b->signal_fd = b->stats_fd = -1;
+	struct io_uring_params params = {
+	    .flags = IORING_SETUP_CQSIZE,
+	    /* Room for every doorbell to ring at once; past that, multishot
+	     * polls end and are re-armed (doorbell_rang). */
+	    .cq_entries = 8192,
+	};
+
+	b->listen_fd = b->signal_fd = b->stats_fd = -1;
 	b->log.level = b->cfg.log_level;
 	b->budget.limit = b->cfg.shm_budget;
 	b->conn_limits.max_per_uid = b->cfg.max_conns_per_uid;
@@ -399,18 +422,17 @@ int broker_open(struct broker *b)
 			  strerror(-err));
 		return err;
 	}
-	b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	b->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
-	if (b->wake_fd < 0 || b->signal_fd < 0) {
-		log_error(b, "eventfd/signalfd: %s", strerror(errno));
+	if (b->signal_fd < 0) {
+		log_error(b, "signalfd: %s", strerror(errno));
 		return -errno;
 	}
-	err = io_uring_queue_init(256, &b->uring, 0);
+	err = io_uring_queue_init_params(256, &b->uring, &params);
 	if (err < 0) {
 		log_error(b,
 			  "io_uring_queue_init: %s (is io_uring disabled by "
@@ -437,8 +459,10 @@ void broker_close(struct broker *b)
 	conn_limits_free(&b->conn_limits);
 	if (b->uring.ring_fd > 0)
 		io_uring_queue_exit(&b->uring);
-	if (b->wake_fd >= 0)
-		(void)close(b->wake_fd);
+	doorbell_free_all(b); /* their polls are gone with the ring */
+	free(b->active);
+	b->active = NULL;
+	deadlines_free(b);
 	if (b->signal_fd >= 0)
 		(void)close(b->signal_fd);
 	stats_close(b);

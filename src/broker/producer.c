@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "doorbell.h"
 #include "producer.h"
 #include "ring_check.h"
 #include "segments.h"
@@ -182,6 +183,7 @@ static int new_ring(struct broker *b, struct stream *s, uint32_t cap,
 
 static void producer_unmap(struct broker *b, struct producer *p)
 {
+	doorbell_close(b, p->doorbell);
 	if (p->seg)
 		shm_unmap(p->seg, p->seg_size);
 	if (p->space_fd >= 0)
@@ -204,8 +206,23 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 	}
 	p->id = ++b->next_producer_id;
 	p->stream = s;
+	p->active_at = NOT_ACTIVE;
 	p->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (p->space_fd < 0) {
+	/* Room in the active set for every producer: activating never
+	 * fails. */
+	if (b->cap_active <= b->n_producers) {
+		uint32_t more = b->cap_active ? b->cap_active * 2 : 64;
+		struct producer **a = realloc(b->active, sizeof(*a) * more);
+		if (!a) {
+			snprintf(err, errlen, "broker out of memory");
+			producer_unmap(b, p);
+			return -ENOMEM;
+		}
+		b->active = a;
+		b->cap_active = more;
+	}
+	p->doorbell = doorbell_new(b, DOORBELL_PRODUCER, p);
+	if (!p->doorbell || p->space_fd < 0) {
 		e = -errno;
 		snprintf(err, errlen, "eventfd: %s", strerror(-e));
 	} else if (resume_fd >= 0) {
@@ -224,16 +241,57 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 		producer_unmap(b, p);
 		return e;
 	}
+	b->n_producers++;
 	*out = p;
 	return 0;
 }
 
 void producer_free(struct broker *b, struct producer *p)
 {
+	producer_deactivate(b, p);
+	b->n_producers--;
 	stream_remove_producer(p->stream, p);
 	if (p->st)
 		p->st->in_use = 0;
 	log_info(b, "producer %u freed after %llu records", p->id,
 		 (unsigned long long)p->ring.pos);
 	producer_unmap(b, p);
+}
+
+void producer_activate(struct broker *b, struct producer *p)
+{
+	if (p->active_at != NOT_ACTIVE)
+		return;
+	/* Its flag down first: while it is active the producer need not
+	 * ring (the broker looks at its ring every pass). */
+	ring_consumer_sleep_done(&p->ring);
+	p->active_at = b->n_active;
+	b->active[b->n_active++] = p;
+	p->news_ns = b->now_ns;
+}
+
+void producer_deactivate(struct broker *b, struct producer *p)
+{
+	uint32_t i = p->active_at;
+
+	if (i == NOT_ACTIVE)
+		return;
+	b->active[i] = b->active[--b->n_active];
+	b->active[i]->active_at = i;
+	p->active_at = NOT_ACTIVE;
+}
+
+bool producer_park(struct broker *b, struct producer *p)
+{
+	/* The sleeper half of ring.c's protocol, per ring: flag up, fence,
+	 * look at the tail once more. A commit after that look sees the flag
+	 * and rings the doorbell. */
+	if (ring_consumer_prepare_sleep(&p->ring, 0) != 0) {
+		/* News after all (or an impossible tail, which the data path
+		 * reports): stay active, flag down. */
+		ring_consumer_sleep_done(&p->ring);
+		return false;
+	}
+	producer_deactivate(b, p);
+	return true;
 }

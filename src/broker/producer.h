@@ -3,6 +3,7 @@
 #ifndef EXPBUSD_PRODUCER_H
 #define EXPBUSD_PRODUCER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -23,5 +24,13 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 /* Takes p out of its stream, unmaps its ring and frees it. Its connection,
  * if any, is the caller's (control.c) to close. */
 void producer_free(struct broker *b, struct producer *p);
+/* Puts p in the set the data path visits (its ring may have news: its
+ * doorbell rang, it is new, or it hung up and must be drained). */
+void producer_activate(struct broker *b, struct producer *p);
+void producer_deactivate(struct broker *b, struct producer *p);
+/* Parks p if its ring is empty: raises its flag so that its next commit
+ * rings the doorbell, and takes it out of the active set. Returns false,
+ * leaving it active, when the ring had news after all. */
+bool producer_park(struct broker *b, struct producer *p);
 
 #endif

@@ -9,10 +9,16 @@
 
 #include "batch.h"
 #include "group.h"
+#include "producer.h"
 #include "pump.h"
 #include "stats.h"
 #include "stream.h"
 #include "subscription.h"
+
+/* A ring found empty this long after its last record is parked: its
+ * producer's next commit rings the doorbell (a syscall on its side), so
+ * a ring that empties for a moment under load stays active. */
+#define PARK_AFTER_NS (200u * 1000u)
 
 /* Rebuilds record i of a batch slot into hdr and data (the row layout). */
 static void gather(const struct subscription *sub, const uint8_t *slot,
@@ -191,6 +197,7 @@ static void producer_violation(struct broker *b, struct producer *p)
 		 (unsigned long long)p->ring.pos,
 		 (unsigned long long)p->ring.capacity);
 	p->broken = true;
+	b->reap_pending = true;
 	stat_add(&b->stats->violations, 1);
 }
 
@@ -266,43 +273,71 @@ void pump_refresh_tails(struct broker *b)
 	}
 }
 
-static uint32_t pump_stream(struct broker *b, struct stream *s)
+/* Stream-wide work before its rings: a resumed stream waiting for its
+ * subscribers, a dead group member's records to hand on first. Sets
+ * s->stalled when the stream's rings must wait. */
+static void pump_stream(struct broker *b, struct stream *s)
 {
-	uint32_t work = 0, n = s->n_producers;
-
 	s->stalled = false;
 	if (s->hold_until_ns) {
 		if ((!s->n_subs && !s->n_groups) &&
 		    b->now_ns < s->hold_until_ns) {
 			s->stalled = true; /* the loop wakes within 200 ms */
-			return 0;
+			return;
 		}
 		s->hold_until_ns = 0;
 	}
 	for (uint32_t i = 0; i < s->n_groups; i++) {
 		if (!drain_orphans(b, s->groups[i])) {
 			s->stalled = true;
-			return 0;
+			return;
 		}
 	}
 	stream_prune_groups(b, s);
-	for (uint32_t k = 0; k < n; k++) {
-		struct producer *p = s->producers[(s->rr + k) % n];
-		if (!p->broken)
-			work += pump_producer(b, s, p);
-	}
-	if (n)
-		s->rr = (s->rr + 1) % n;
-	return work;
 }
 
 int pump_all(struct broker *b)
 {
-	uint32_t work = 0;
+	uint32_t work = 0, i = 0;
 
-	for (int i = 0; i < STATS_MAX_STREAMS; i++)
-		if (b->streams[i])
-			work += pump_stream(b, b->streams[i]);
+	for (int k = 0; k < STATS_MAX_STREAMS; k++)
+		if (b->streams[k])
+			pump_stream(b, b->streams[k]);
+	/* Only the active rings: a parked ring's producer rings its doorbell
+	 * when it commits (producer_park). Parking swaps the last active
+	 * producer into slot i, which is then visited in its turn. */
+	while (i < b->n_active) {
+		struct producer *p = b->active[i];
+		uint32_t taken;
+
+		if (p->broken) {
+			b->reap_pending = true;
+			i++;
+			continue;
+		}
+		if (p->stream->stalled) {
+			i++;
+			continue;
+		}
+		b->ring_visits++;
+		taken = pump_producer(b, p->stream, p);
+		work += taken;
+		if (taken || p->stalled || p->broken) {
+			if (taken)
+				p->news_ns = b->now_ns;
+			i++;
+			continue;
+		}
+		if (p->dead) {
+			b->reap_pending = true; /* drained: free it */
+			i++;
+			continue;
+		}
+		/* Empty for a while: park it, unless news came meanwhile. */
+		if (b->now_ns - p->news_ns < PARK_AFTER_NS ||
+		    !producer_park(b, p))
+			i++;
+	}
 	return (int)work;
 }
 
@@ -326,19 +361,20 @@ bool pump_prepare_sleep(struct broker *b)
 {
 	bool ok = true;
 
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
+	/* O(active rings): the parked ones have their flag up already. */
+	for (uint32_t i = 0; i < b->n_active;) {
+		struct producer *p = b->active[i];
+		/* A stalled ring waits for a subscriber's release, which
+		 * rings that subscription's doorbell instead; a held stream
+		 * waits for the timer. */
+		if (p->broken || p->stalled || p->stream->stalled || p->dead) {
+			i++;
 			continue;
-		for (uint32_t j = 0; j < s->n_producers; j++) {
-			struct producer *p = s->producers[j];
-			/* A stalled ring waits for a subscriber's release,
-			 * which wakes us through that batch ring instead. */
-			if (p->broken || p->stalled || s->stalled)
-				continue;
-			if (ring_consumer_prepare_sleep(&p->ring, 0) != 0)
-				ok = false;
 		}
+		if (producer_park(b, p))
+			continue; /* the last one moved into slot i */
+		ok = false;
+		i++;
 	}
 	stream_each_subscription(b, sub_prepare, &ok);
 	return ok;
@@ -346,12 +382,7 @@ bool pump_prepare_sleep(struct broker *b)
 
 void pump_sleep_done(struct broker *b)
 {
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
-			continue;
-		for (uint32_t j = 0; j < s->n_producers; j++)
-			ring_consumer_sleep_done(&s->producers[j]->ring);
-	}
+	/* Parked producers keep their flag up: it is their doorbell's
+	 * trigger, lowered when they are activated again. */
 	stream_each_subscription(b, sub_done, NULL);
 }

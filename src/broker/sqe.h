@@ -6,6 +6,17 @@
 
 #include "broker.h"
 
+/* io_uring user-data tags in the low bits; a connection's poll and a
+ * doorbell's poll carry their pointer (8-byte aligned) above them. */
+enum op_tag {
+	OP_POLL = 0,
+	OP_ACCEPT = 1,
+	OP_SIGNAL = 3,
+	OP_OTHER = 4,
+	OP_DOORBELL = 5,
+};
+#define TAG_MASK 7u
+
 /* Returns a submission entry, pushing the queue to the kernel first when
  * it is full; NULL only when even that fails. Marks the ring dirty. */
 static inline struct io_uring_sqe *broker_sqe(struct broker *b)

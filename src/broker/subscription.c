@@ -7,6 +7,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "deadlines.h"
+#include "doorbell.h"
 #include "segments.h"
 #include "shm.h"
 #include "stats.h"
@@ -49,6 +51,13 @@ int subscription_new(struct broker *b, struct stream *s,
 		snprintf(err, errlen, "broker out of memory");
 		return -ENOMEM;
 	}
+	sub->heap_at = NOT_QUEUED;
+	if (deadlines_reserve(b) < 0) {
+		free(sub);
+		snprintf(err, errlen, "broker out of memory");
+		return -ENOMEM;
+	}
+	sub->reserved = true;
 	sub->id = ++b->next_sub_id;
 	sub->stream = s;
 	sub->event_fd = -1;
@@ -72,6 +81,12 @@ int subscription_new(struct broker *b, struct stream *s,
 	cap = m->batch_slots ? m->batch_slots : DEFAULT_BATCH_SLOTS;
 	sub->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (sub->event_fd < 0) {
+		e = -errno;
+		snprintf(err, errlen, "eventfd: %s", strerror(-e));
+		goto fail;
+	}
+	sub->doorbell = doorbell_new(b, DOORBELL_SUBSCRIPTION, sub);
+	if (!sub->doorbell) {
 		e = -errno;
 		snprintf(err, errlen, "eventfd: %s", strerror(-e));
 		goto fail;
@@ -103,6 +118,10 @@ void subscription_free(struct broker *b, struct subscription *sub)
 	if (!sub)
 		return;
 	budget_refund(&b->budget, sub->budget_bytes);
+	deadline_remove(b, sub);
+	if (sub->reserved)
+		deadlines_release(b);
+	doorbell_close(b, sub->doorbell);
 	if (sub->open && sub->open_count) {
 		sub->dropped_total += sub->open_count;
 		if (sub->st)

@@ -204,7 +204,8 @@ struct stats_segment {
 	_Atomic uint64_t sleeps;
 	_Atomic uint64_t unclaimed;
 	_Atomic uint64_t violations; /* peers disconnected for the protocol */
-	uint8_t pad[CACHE_LINE * 2 - 80];
+	_Atomic uint64_t ring_visits; /* rings looked at by the data path */
+	uint8_t pad[CACHE_LINE * 2 - 88];
 	struct stats_stream streams[STATS_MAX_STREAMS];
 	struct stats_producer producers[STATS_MAX_PRODUCERS];
 	struct stats_sub subs[STATS_MAX_SUBS];
