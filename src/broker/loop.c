@@ -31,11 +31,14 @@
 #include "stats.h"
 #include "stream.h"
 
-#define IDLE_SPIN_NS	      (50u * 1000u)
-#define MAX_SLEEP_NS	      (200ull * 1000000u)
-#define DRAIN_NS	      (2ull * 1000000000u)
-#define ACCEPT_BACKOFF_MIN_NS (10ull * 1000000u)
-#define ACCEPT_BACKOFF_MAX_NS (1000ull * 1000000u)
+#define IDLE_SPIN_NS		 (50u * 1000u)
+#define MAX_SLEEP_NS		 (200ull * 1000000u)
+#define DRAIN_NS		 (2ull * 1000000000u)
+#define DEFAULT_IDLE_TIMEOUT_NS	 (10ull * 1000000000u)
+#define DEFAULT_CONNS_PER_UID	 1024
+#define DEFAULT_STREAM_LINGER_NS (60ull * 1000000000u)
+#define ACCEPT_BACKOFF_MIN_NS	 (10ull * 1000000u)
+#define ACCEPT_BACKOFF_MAX_NS	 (1000ull * 1000000u)
 
 static void arm(struct broker *b, enum op_tag tag)
 {
@@ -398,6 +401,20 @@ static int listen_socket(struct broker *b)
 	return fd;
 }
 
+/* The limits left at 0 (no flag given, or a program that embeds the broker,
+ * like tests/tsan_broker.c) get their defaults; the flags refuse 0. */
+static void limits_defaults(struct broker_config *cfg)
+{
+	if (!cfg->shm_budget)
+		cfg->shm_budget = budget_default_limit();
+	if (!cfg->idle_timeout_ns)
+		cfg->idle_timeout_ns = DEFAULT_IDLE_TIMEOUT_NS;
+	if (!cfg->max_conns_per_uid)
+		cfg->max_conns_per_uid = DEFAULT_CONNS_PER_UID;
+	if (!cfg->stream_linger_ns)
+		cfg->stream_linger_ns = DEFAULT_STREAM_LINGER_NS;
+}
+
 int broker_open(struct broker *b)
 {
 	sigset_t mask;
@@ -412,6 +429,7 @@ int broker_open(struct broker *b)
 
 	b->listen_fd = b->signal_fd = b->stats_fd = -1;
 	b->log.level = b->cfg.log_level;
+	limits_defaults(&b->cfg);
 	b->budget.limit = b->cfg.shm_budget;
 	b->conn_limits.max_per_uid = b->cfg.max_conns_per_uid;
 	b->accept_log.interval_ns = b->refuse_log.interval_ns =

@@ -118,10 +118,6 @@ int main(int argc, char **argv)
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
 	b->cfg.log_level = LOG_INFO;
-	b->cfg.shm_budget = budget_default_limit();
-	b->cfg.idle_timeout_ns = 10ull * 1000000000u;
-	b->cfg.max_conns_per_uid = 1024;
-	b->cfg.stream_linger_ns = 60ull * 1000000000u;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':

@@ -12,7 +12,7 @@ import time
 import pytest
 
 import peer
-from conftest import SCALE, Honest, run_peer
+from hostile_harness import SCALE, Honest, run_peer
 from expbus_harness import finish
 
 SECS = 4 * SCALE
@@ -181,7 +181,7 @@ def test_one_uid_cannot_take_every_connection():
     import tempfile
     from pathlib import Path
 
-    from conftest import HostileBroker
+    from hostile_harness import HostileBroker
     d = Path(tempfile.mkdtemp(prefix="expbus-uid-"))  # nobody can reach it
     os.chmod(d, 0o755)
     b = HostileBroker(d, ("--max-conns-per-uid", "50",

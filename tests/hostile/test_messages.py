@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import HostileBroker
+from hostile_harness import HostileBroker
 from expbus_harness import build_dir, expbus_exe
 
 sys.path.insert(0, os.path.dirname(__file__))
