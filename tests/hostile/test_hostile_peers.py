@@ -150,11 +150,11 @@ def test_thousands_of_idle_or_stats_connections_are_closed(
     t0 = time.monotonic()
     live = peer.Attached(broker.socket, "hostile", peer.DEFAULT_SCHEMA,
                          ring_slots=64)
-    assert time.monotonic() - t0 < 5
+    assert time.monotonic() - t0 < 10  # generous: a loaded, shared CPU
     live.close()
     # Every flooding connection is closed by the broker (idle timeout of
     # 1 s; a STATS connection right after its reply).
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 40
     for s in socks:
         while not peer.hung_up(s):
             assert time.monotonic() < deadline, "a flood connection lives"
