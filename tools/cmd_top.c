@@ -106,9 +106,9 @@ static void usage(void)
 	    "100 ms old), over the ring's slots. LAG: records routed to a\n"
 	    "subscription and not yet released, in batches it holds plus the\n"
 	    "batch being filled; LAG_MS: the age of the oldest of them. FILL: the\n"
-	    "average fill of the batches published in the interval. Counters are\n"
-	    "read one at a time, not as one atomic snapshot; rates are their\n"
-	    "growth over the interval.\n"
+	    "average fill of the batches published in the interval. Each refresh\n"
+	    "reads one consistent snapshot; rates are the counters' growth over\n"
+	    "the interval.\n"
 	    "\n"
 	    "Exit status: 0 quit (q, -n, SIGINT or SIGTERM), 1 out of memory or\n"
 	    "the terminal failed, 2 bad usage, 3 no broker at the socket.\n");

@@ -184,12 +184,9 @@ static bool take_sub(const struct stats_sub *s, struct sv_sub *o,
 	return ld32(&s->in_use) != 0 && ld32(&s->id) == id;
 }
 
-int stats_view_take(const struct stats_segment *seg, struct stats_view *v)
+/* One copy of the segment, consistent or not: stats_view_take checks. */
+static void take_once(const struct stats_segment *seg, struct stats_view *v)
 {
-	int err = view_alloc(v);
-
-	if (err < 0)
-		return err;
 	v->taken_ns = cli_now_ns();
 	v->interval_s = 0;
 	v->broker_pid = seg->broker_pid;
@@ -231,6 +228,29 @@ int stats_view_take(const struct stats_segment *seg, struct stats_view *v)
 		memset(o, 0, sizeof(*o));
 		if (take_sub(&seg->subs[i], o, v->taken_ns))
 			v->n_subs++;
+	}
+}
+
+int stats_view_take(const struct stats_segment *seg, struct stats_view *v)
+{
+	int err = view_alloc(v);
+
+	if (err < 0)
+		return err;
+	/* The reader half of the segment's seqlock (src/broker/stats.c):
+	 * the acquire load pairs with the broker's store-release that ends
+	 * a window, the acquire fence with the release fence that opens
+	 * one. A broker that died inside a window leaves seq odd: after a
+	 * while, take what is there. */
+	for (int tries = 0;; tries++) {
+		uint64_t s1 =
+		    atomic_load_explicit(&seg->seq, memory_order_acquire);
+		take_once(seg, v);
+		atomic_thread_fence(memory_order_acquire);
+		if ((!(s1 & 1) && atomic_load_explicit(
+				      &seg->seq, memory_order_relaxed) == s1) ||
+		    tries >= 10000)
+			break;
 	}
 	qsort(v->streams, v->n_streams, sizeof(*v->streams), cmp_id);
 	qsort(v->producers, v->n_producers, sizeof(*v->producers), cmp_id);

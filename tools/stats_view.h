@@ -2,12 +2,11 @@
  * taken at one moment, and the rates between two copies: what ls, stat
  * and top print.
  *
- * The broker stores each counter with a relaxed atomic store and readers
- * load them one at a time, so a view is not a consistent snapshot: each
- * number is whole and was true at some instant while the view was taken
- * (a few microseconds), and two numbers may be from slightly different
- * instants. Derived values that subtract counters (occupancy, lag) are
- * clamped to what is possible. */
+ * The broker publishes its counters once per pass inside a window of the
+ * segment's sequence counter; a view is copied until it saw no window
+ * open or close meanwhile, so it is a consistent snapshot. Derived values
+ * that subtract counters (occupancy, lag) are still clamped to what is
+ * possible. */
 #ifndef EXPBUS_TOOLS_STATS_VIEW_H
 #define EXPBUS_TOOLS_STATS_VIEW_H
 

@@ -33,7 +33,7 @@ static int release_violation(struct broker *b, struct subscription *sub)
  * notes when the oldest unreleased record arrived: the lag in the stats.
  * Must run before a released slot is published again, which overwrites
  * its note; ring.cached was validated (<= ring.pos) by whoever moved it. */
-static void note_release(struct subscription *sub)
+static void note_release(struct broker *b, struct subscription *sub)
 {
 	uint64_t n = 0, pos, oldest = 0;
 
@@ -49,6 +49,7 @@ static void note_release(struct subscription *sub)
 	stat_add(&sub->st->released_records, n);
 	stat_set(&sub->st->released, pos);
 	stat_set(&sub->st->oldest_unreleased_ns, oldest);
+	stats_touch_sub(b, sub);
 }
 
 int batch_check_release(struct broker *b, struct subscription *sub)
@@ -57,7 +58,7 @@ int batch_check_release(struct broker *b, struct subscription *sub)
 
 	if (r < 0)
 		return release_violation(b, sub);
-	note_release(sub);
+	note_release(b, sub);
 	return r;
 }
 
@@ -100,7 +101,7 @@ void batch_publish(struct broker *b, struct subscription *sub,
 			      : 0;
 	batch->dropped_total = sub->dropped_total;
 	batch->publish_ns = broker_now(); /* not the pass's start: later */
-	note_release(sub); /* before this slot's note is overwritten */
+	note_release(b, sub); /* before this slot's note is overwritten */
 	if (sub->notes) {
 		sub->notes[sub->ring.pos & sub->ring.mask].since_ns =
 		    sub->open_since_ns;
@@ -123,7 +124,7 @@ void batch_publish(struct broker *b, struct subscription *sub,
 	stat_set(&sub->st->last_publish_ns, b->now_ns);
 	stat_set(&sub->st->oldest_record_ns, 0);
 	stat_set(&sub->st->open_records, 0);
-	note_release(sub); /* the oldest unreleased may be this batch now */
+	note_release(b, sub); /* the oldest unreleased may be this batch now */
 }
 
 void batch_deliver(struct broker *b, struct subscription *sub,
@@ -141,7 +142,8 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 		sub->open_since_ns = b->now_ns;
 		deadline_add(b, sub);
 		stat_set(&sub->st->oldest_record_ns, b->now_ns);
-		note_release(sub); /* this may be the oldest unreleased now */
+		note_release(b,
+			     sub); /* this may be the oldest unreleased now */
 	}
 	slot = sub->open;
 	i = sub->open_count++;
@@ -168,8 +170,9 @@ static void flush_drain(struct subscription *sub, void *arg)
 		batch_publish(arg, sub, EXPBUS_FLUSH_DRAIN);
 }
 
-void batch_dropped(struct subscription *sub)
+void batch_dropped(struct broker *b, struct subscription *sub)
 {
+	stats_touch_sub(b, sub);
 	sub->dropped_total++;
 	stat_add(&sub->st->dropped[DROP_RING_FULL], 1);
 	/* Relaxed: a counter the subscriber reads on its own. */

@@ -22,7 +22,7 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 void batch_publish(struct broker *b, struct subscription *sub,
 		   enum expbus_flush_reason why);
 /* Counts one record dropped for a lossy subscriber with a full ring. */
-void batch_dropped(struct subscription *sub);
+void batch_dropped(struct broker *b, struct subscription *sub);
 /* Publishes every open batch whose delay is up (all: every open batch,
  * shutting down). Returns the earliest deadline still to come. */
 uint64_t batch_flush_due(struct broker *b, uint64_t now, bool all);

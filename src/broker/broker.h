@@ -68,7 +68,10 @@ struct producer {
 	struct producer_ring *seg;
 	size_t seg_size;
 	struct ring ring; /* broker is the consumer */
-	struct stats_producer *st;
+	/* Its counters, kept here and published by stats_publish once per
+	 * pass: st points at mine, pub at its slot in the stats segment. */
+	struct stats_producer *st, *pub, mine;
+	bool dirty;  /* in broker.dirty_producers */
 	bool dead;   /* hung up: drain what it committed, then free */
 	bool broken; /* broke the protocol: free at once */
 	bool
@@ -117,7 +120,8 @@ struct subscription {
 	uint32_t col_size[MAX_COLUMNS];
 	uint32_t ncolumns;
 	uint32_t record_bytes; /* sum of col_size: one record in a batch */
-	struct stats_sub *st;
+	struct stats_sub *st, *pub, mine; /* as in struct producer */
+	bool dirty;
 	/* Per batch slot, what its last published batch held, for the lag
 	 * in the stats: noted is the batch position counted up to. */
 	struct batch_note {
@@ -160,7 +164,8 @@ struct stream {
 	uint32_t n_subs, cap_subs;
 	struct consumer_group **groups;
 	uint32_t n_groups, cap_groups;
-	struct stats_stream *st;
+	struct stats_stream *st, *pub, mine; /* as in struct producer */
+	bool dirty, published; /* published: its names are in the segment */
 	bool stalled; /* a group's orphaned records are waiting for room */
 	/* After a producer resumed its ring with a restarted broker: until
 	 * then, without subscribers, its records wait rather than go
@@ -202,7 +207,15 @@ struct broker {
 	struct producer **active;
 	uint32_t n_active, cap_active;
 	uint32_t n_producers; /* all of them, active or parked */
-	uint64_t ring_visits; /* rings looked at by the data path */
+	/* The broker's own counters and the objects whose counters changed
+	 * since the last stats_publish. */
+	struct broker_counters {
+		uint64_t loops, sleeps, unclaimed, violations, ring_visits;
+	} count;
+	struct producer *dirty_producers[STATS_MAX_PRODUCERS];
+	struct subscription *dirty_subs[STATS_MAX_SUBS];
+	struct stream *dirty_streams[STATS_MAX_STREAMS];
+	uint32_t n_dirty_producers, n_dirty_subs, n_dirty_streams;
 	struct doorbell *doorbells_closing;
 	/* Subscriptions with an open batch, by flush deadline (deadlines.c) */
 	struct subscription **heap;

@@ -108,15 +108,15 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		producer_free(b, p);
 		goto out;
 	}
-	memset(st, 0, sizeof(*st));
-	st->id = p->id;
-	st->stream_id = s->id;
-	st->pid = (uint32_t)c->pid;
-	st->uid = (uint32_t)c->uid;
-	st->capacity = cap;
-	st->slot_size = (uint32_t)p->ring.slot_size;
-	st->in_use = 1;
-	p->st = st;
+	memset(&p->mine, 0, sizeof(p->mine));
+	p->mine.id = p->id;
+	p->mine.stream_id = s->id;
+	p->mine.pid = (uint32_t)c->pid;
+	p->mine.uid = (uint32_t)c->uid;
+	p->mine.capacity = cap;
+	p->mine.slot_size = (uint32_t)p->ring.slot_size;
+	p->mine.in_use = 1;
+	stats_claim_producer(b, p, st);
 	memset(&ok, 0, sizeof(ok));
 	proto_header(&ok.h, MSG_OK_ATTACH, sizeof(ok));
 	ok.producer_id = p->id;
@@ -204,21 +204,21 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 		subscription_free(b, sub);
 		return;
 	}
-	memset(st, 0, sizeof(*st));
-	st->id = sub->id;
-	st->stream_id = s->id;
-	st->pid = (uint32_t)c->pid;
-	st->uid = (uint32_t)c->uid;
-	st->policy = sub->policy;
-	st->batch_size = sub->batch_size;
-	st->max_delay_us = (uint32_t)(sub->max_delay_ns / 1000);
-	st->capacity = (uint32_t)sub->ring.capacity;
-	st->min_turn = m->min_turn;
-	st->n_games = m->n_games;
-	st->n_players = m->n_players;
-	memcpy(st->group, m->group, sizeof(st->group));
-	st->in_use = 1;
-	sub->st = st;
+	memset(&sub->mine, 0, sizeof(sub->mine));
+	sub->mine.id = sub->id;
+	sub->mine.stream_id = s->id;
+	sub->mine.pid = (uint32_t)c->pid;
+	sub->mine.uid = (uint32_t)c->uid;
+	sub->mine.policy = sub->policy;
+	sub->mine.batch_size = sub->batch_size;
+	sub->mine.max_delay_us = (uint32_t)(sub->max_delay_ns / 1000);
+	sub->mine.capacity = (uint32_t)sub->ring.capacity;
+	sub->mine.min_turn = m->min_turn;
+	sub->mine.n_games = m->n_games;
+	sub->mine.n_players = m->n_players;
+	memcpy(sub->mine.group, m->group, sizeof(sub->mine.group));
+	sub->mine.in_use = 1;
+	stats_claim_sub(b, sub, st);
 	sub->conn = c;
 	c->kind = CONN_SUBSCRIBER;
 	c->sub = sub;
@@ -249,7 +249,7 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	    "subscription %u to '%s' (pid %d uid %d): batch %u, delay %u us, "
 	    "%s%s%s, %u games, %u players, turn >= %u",
 	    sub->id, s->name, (int)c->pid, (int)c->uid, sub->batch_size,
-	    st->max_delay_us, sub->policy ? "lossy" : "lossless",
+	    sub->mine.max_delay_us, sub->policy ? "lossy" : "lossless",
 	    m->group[0] ? ", group " : "", m->group, m->n_games, m->n_players,
 	    m->min_turn);
 }
@@ -398,8 +398,8 @@ void control_hangup(struct broker *b, struct conn *c)
 		/* Drained by the data path, then reaped. */
 		producer_activate(b, p);
 		b->reap_pending = true;
-		if (p->st)
-			p->st->in_use = 2;
+		p->mine.in_use = 2;
+		stats_touch_producer(b, p);
 		c->producer = NULL;
 	}
 	if (c->sub) {
@@ -424,7 +424,7 @@ void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 	va_end(ap);
 	log_warn(b, "disconnecting pid %d (uid %d): %s", (int)c->pid,
 		 (int)c->uid, why);
-	stat_add(&b->stats->violations, 1);
+	b->count.violations++;
 	b->reap_pending = true;
 	if (c->producer) {
 		c->producer->broken = true;

@@ -191,6 +191,7 @@ static void check_release(struct subscription *sub, void *arg)
 	/* The open batch's fill, for the stats: here rather than per record
 	 * on the data path (publishing sets it back to 0). */
 	stat_set(&sub->st->open_records, sub->open ? sub->open_count : 0);
+	stats_touch_sub(arg, sub);
 }
 
 /* Closes connections that never said what they are, checks every
@@ -204,7 +205,6 @@ static void housekeeping(struct broker *b)
 	    b->now_ns >= b->accept_resume_ns)
 		arm(b, OP_ACCEPT);
 	streams_reap_unused(b);
-	stat_set(&b->stats->now_ns, b->now_ns);
 }
 
 static void sleep_until(struct broker *b, uint64_t deadline)
@@ -218,7 +218,8 @@ static void sleep_until(struct broker *b, uint64_t deadline)
 	ts.tv_sec = (long long)(wait / 1000000000u);
 	ts.tv_nsec = (long long)(wait % 1000000000u);
 	if (pump_prepare_sleep(b)) {
-		stat_add(&b->stats->sleeps, 1);
+		b->count.sleeps++;
+		stats_publish(b);
 		(void)io_uring_submit_and_wait_timeout(&b->uring, &cqe, 1, &ts,
 						       NULL);
 		b->uring_dirty = false;
@@ -239,6 +240,7 @@ static void drain_and_flush(struct broker *b)
 			break;
 	}
 	batch_flush_due(b, b->now_ns, true);
+	stats_publish(b);
 }
 
 int broker_run(struct broker *b)
@@ -262,12 +264,12 @@ int broker_run(struct broker *b)
 		 */
 		if (handle_cqes(b) > 0)
 			last_work = b->now_ns;
-		stat_add(&b->stats->loops, 1);
-		stat_set(&b->stats->ring_visits, b->ring_visits);
+		b->count.loops++;
 		if (b->now_ns - last_house > 100000000u) {
 			housekeeping(b);
 			last_house = b->now_ns;
 		}
+		stats_publish(b); /* once per pass */
 		if (b->stopping)
 			break;
 		if (work > 0) {

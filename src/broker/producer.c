@@ -251,8 +251,7 @@ void producer_free(struct broker *b, struct producer *p)
 	producer_deactivate(b, p);
 	b->n_producers--;
 	stream_remove_producer(p->stream, p);
-	if (p->st)
-		p->st->in_use = 0;
+	stats_forget_producer(b, p);
 	log_info(b, "producer %u freed after %llu records", p->id,
 		 (unsigned long long)p->ring.pos);
 	producer_unmap(b, p);

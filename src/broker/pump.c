@@ -64,7 +64,7 @@ static bool reroute(struct broker *b, struct consumer_group *g,
 			to->blocked = true;
 			return false;
 		}
-		batch_dropped(to);
+		batch_dropped(b, to);
 		return true;
 	}
 	batch_deliver(b, to, &hdr, seq, source, data);
@@ -145,6 +145,7 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 			continue;
 		if (!filter_match(&sub->filter, hdr)) {
 			stat_add(&sub->st->filtered, 1);
+			stats_touch_sub(b, sub);
 			continue;
 		}
 		to[n++] = sub;
@@ -155,13 +156,14 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 			continue;
 		if (!filter_match(&sub->filter, hdr)) {
 			stat_add(&sub->st->filtered, 1);
+			stats_touch_sub(b, sub);
 			continue;
 		}
 		to[n++] = sub;
 	}
 	if (n == 0) {
 		stat_add(&s->st->unclaimed, 1);
-		stat_add(&b->stats->unclaimed, 1);
+		b->count.unclaimed++;
 		return true;
 	}
 	for (uint32_t i = 0; i < n; i++) {
@@ -180,7 +182,7 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 		if (room[i]) {
 			batch_deliver(b, to[i], hdr, seq, p->id, data);
 		} else {
-			batch_dropped(to[i]);
+			batch_dropped(b, to[i]);
 		}
 	}
 	return true;
@@ -198,7 +200,7 @@ static void producer_violation(struct broker *b, struct producer *p)
 		 (unsigned long long)p->ring.capacity);
 	p->broken = true;
 	b->reap_pending = true;
-	stat_add(&b->stats->violations, 1);
+	b->count.violations++;
 }
 
 /* Takes up to BROKER_CHUNK records from p. Returns how many. */
@@ -248,6 +250,8 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 	stat_add(&s->st->records_in, taken);
 	stat_set(&p->st->head, p->ring.pos);
 	stat_set(&p->st->tail_seen, p->ring.cached);
+	stats_touch_producer(b, p);
+	stats_touch_stream(b, s);
 	return taken;
 }
 
@@ -269,6 +273,7 @@ void pump_refresh_tails(struct broker *b)
 				continue;
 			}
 			stat_set(&p->st->tail_seen, p->ring.cached);
+			stats_touch_producer(b, p);
 		}
 	}
 }
@@ -319,7 +324,7 @@ int pump_all(struct broker *b)
 			i++;
 			continue;
 		}
-		b->ring_visits++;
+		b->count.ring_visits++;
 		taken = pump_producer(b, p->stream, p);
 		work += taken;
 		if (taken || p->stalled || p->broken) {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "group.h"
+#include "stats.h"
 #include "stream.h"
 #include "subscription.h"
 
@@ -35,8 +36,7 @@ struct stream *stream_create(struct broker *b, const char *name,
 	s->id = (uint32_t)slot;
 	s->schema = *schema;
 	schema_format(schema, s->canonical, sizeof(s->canonical));
-	s->st = &b->stats->streams[slot];
-	memset(s->st, 0, sizeof(*s->st));
+	s->st = &s->mine;
 	s->st->id = s->id;
 	strcpy(s->st->name, name);
 	s->st->schema_hash = schema->hash;
@@ -45,6 +45,7 @@ struct stream *stream_create(struct broker *b, const char *name,
 	memcpy(s->st->schema, s->canonical, sizeof(s->st->schema) - 1);
 	s->st->schema[sizeof(s->st->schema) - 1] = '\0';
 	s->st->in_use = 1;
+	stats_claim_stream(b, s, &b->stats->streams[slot]);
 	b->streams[slot] = s;
 	return s;
 }
@@ -84,7 +85,7 @@ static bool drop(void **array, uint32_t *n, const void *x)
 void stream_free(struct broker *b, struct stream *s)
 {
 	stream_prune_groups(b, s);
-	s->st->in_use = 0;
+	stats_forget_stream(b, s);
 	b->streams[s->id] = NULL;
 	free(s->producers);
 	free(s->subs);

@@ -128,8 +128,7 @@ void subscription_free(struct broker *b, struct subscription *sub)
 			stat_add(&sub->st->dropped[DROP_SUBSCRIBER_GONE],
 				 sub->open_count);
 	}
-	if (sub->st)
-		sub->st->in_use = 0;
+	stats_forget_sub(b, sub);
 	shm_unmap(sub->seg, sub->seg_size);
 	shm_unmap(sub->rel, RELEASE_PAGE_SIZE);
 	if (sub->event_fd >= 0)

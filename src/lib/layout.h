@@ -11,7 +11,7 @@
 
 #include "expbus.h"
 
-#define LAYOUT_VERSION 1u
+#define LAYOUT_VERSION 2u
 
 #define MAGIC_PRODUCER_RING 0x52425845u /* "EXBR" */
 #define MAGIC_BATCH_RING    0x42425845u /* "EXBB" */
@@ -111,8 +111,9 @@ _Static_assert(offsetof(struct release_page, cons) == 64, "release cons");
 
 /* ------------------------------------------------------------------------
  * Stats segment: written by the broker only, read by anyone allowed.
- * Counters are 64-bit, only grow, and are stored with relaxed atomics: a
- * reader sees each one whole, not a consistent snapshot of all of them.
+ * Counters are 64-bit, only grow, and are stored with relaxed atomics,
+ * once per pass of the broker, inside a window of stats_segment.seq: a
+ * reader that honours seq gets a consistent snapshot.
  * ------------------------------------------------------------------------ */
 
 #define STATS_MAX_STREAMS   64
@@ -205,7 +206,12 @@ struct stats_segment {
 	_Atomic uint64_t unclaimed;
 	_Atomic uint64_t violations; /* peers disconnected for the protocol */
 	_Atomic uint64_t ring_visits; /* rings looked at by the data path */
-	uint8_t pad[CACHE_LINE * 2 - 88];
+	/* Sequence counter around every update (a seqlock, like the perf
+	 * mmap page): odd while the broker writes. A reader loads it
+	 * (acquire), copies what it wants, fences (acquire) and loads it
+	 * again; equal and even: the copy is consistent. */
+	_Atomic uint64_t seq;
+	uint8_t pad[CACHE_LINE * 2 - 96];
 	struct stats_stream streams[STATS_MAX_STREAMS];
 	struct stats_producer producers[STATS_MAX_PRODUCERS];
 	struct stats_sub subs[STATS_MAX_SUBS];
