@@ -170,6 +170,20 @@ static void flush_drain(struct subscription *sub, void *arg)
 		batch_publish(arg, sub, EXPBUS_FLUSH_DRAIN);
 }
 
+uint64_t batch_outstanding(struct broker *b, struct subscription *sub)
+{
+	uint64_t delivered, released;
+
+	if (batch_check_release(b, sub) < 0)
+		return UINT64_MAX;
+	/* note_release (just run) counted the released batches' records. */
+	delivered =
+	    atomic_load_explicit(&sub->st->delivered, memory_order_relaxed);
+	released = atomic_load_explicit(&sub->st->released_records,
+					memory_order_relaxed);
+	return delivered - released + (sub->open ? sub->open_count : 0);
+}
+
 void batch_dropped(struct broker *b, struct subscription *sub)
 {
 	stats_touch_sub(b, sub);

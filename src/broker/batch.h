@@ -21,6 +21,10 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 /* Publishes sub's open batch and wakes its subscriber if it sleeps. */
 void batch_publish(struct broker *b, struct subscription *sub,
 		   enum expbus_flush_reason why);
+/* Records routed to sub and not yet released (published batches it holds
+ * and its open batch), from a fresh look at its release counter;
+ * UINT64_MAX when that counter is impossible (sub is then dead). */
+uint64_t batch_outstanding(struct broker *b, struct subscription *sub);
 /* Counts one record dropped for a lossy subscriber with a full ring. */
 void batch_dropped(struct broker *b, struct subscription *sub);
 /* Publishes every open batch whose delay is up (all: every open batch,

@@ -140,11 +140,17 @@ struct consumer_group {
 	struct stream *stream;
 	struct subscription **members;
 	uint32_t n_members, cap_members;
-	/* game id -> member index + 1 (0: empty), open addressing */
+	/* game id -> member index + 1 (0: empty), open addressing; when
+	 * the game last had a record. A game is forgotten at its DONE or
+	 * TRUNCATED record, or after --group-idle of silence. */
 	uint32_t *map_keys;
 	uint32_t *map_vals;
+	uint64_t *map_last;
 	uint32_t map_cap, map_used;
-	uint32_t next_member; /* round robin for new games */
+	uint32_t next_member; /* ties among the least loaded: round robin */
+	/* The last game looked up (runs of one game's records). */
+	struct subscription *cached_member; /* NULL: nothing cached */
+	uint32_t cached_game, cached_slot;
 	/* A dead member's unreleased records, re-routed before new ones. */
 	struct subscription **orphans;
 	uint32_t n_orphans;
@@ -184,6 +190,7 @@ struct broker_config {
 	uint64_t max_segment; /* largest ring or batch ring */
 	uint32_t default_batch;
 	uint32_t default_delay_us;
+	uint64_t group_idle_ns; /* forget a silent game after this; 0: never */
 	int log_level;
 	uint64_t shm_budget;	    /* total bytes of rings and pages */
 	uint64_t idle_timeout_ns;   /* for a connection without a request */
@@ -201,6 +208,7 @@ struct broker {
 	bool stopping;
 	struct conn *conns;
 	uint32_t n_conns;
+	uint32_t n_conns_closed; /* closed, waiting for conn_sweep */
 	struct stream *streams[STATS_MAX_STREAMS];
 	/* Producers whose rings may have news, visited by every pass; the
 	 * others are parked: their doorbell brings them back. */

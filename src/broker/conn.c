@@ -75,11 +75,15 @@ void conn_arm(struct broker *b, struct conn *c)
 
 void conn_sweep(struct broker *b)
 {
+	/* A walk over every connection, but only while some are closed. */
+	if (!b->n_conns_closed)
+		return;
 	for (struct conn **pp = &b->conns; *pp;) {
 		struct conn *c = *pp;
 		if (c->closed && !c->poll_armed) {
 			*pp = c->next;
 			b->n_conns--;
+			b->n_conns_closed--;
 			free(c);
 			continue;
 		}
@@ -92,6 +96,7 @@ void conn_close(struct broker *b, struct conn *c)
 	if (c->closed)
 		return;
 	c->closed = true;
+	b->n_conns_closed++;
 	if (c->poll_armed) {
 		/* The poll holds the file: cancel it; the connection is freed
 		 * by conn_sweep once the poll's completion is back. */
@@ -117,4 +122,5 @@ void conn_free_all(struct broker *b)
 	}
 	b->conns = NULL;
 	b->n_conns = 0;
+	b->n_conns_closed = 0;
 }

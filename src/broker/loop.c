@@ -31,7 +31,11 @@
 #include "stats.h"
 #include "stream.h"
 
-#define IDLE_SPIN_NS		 (50u * 1000u)
+/* Going idle, the loop looks again for up to SPIN_NS before it sleeps, but
+ * only while work has been coming back sooner than that (an average of
+ * the recent idle gaps): a steady trickle of records with longer gaps
+ * costs a wakeup each, never a spinning core. */
+#define SPIN_NS			 (20u * 1000u)
 #define MAX_SLEEP_NS		 (200ull * 1000000u)
 #define DRAIN_NS		 (2ull * 1000000000u)
 #define DEFAULT_IDLE_TIMEOUT_NS	 (10ull * 1000000000u)
@@ -205,6 +209,8 @@ static void housekeeping(struct broker *b)
 	    b->now_ns >= b->accept_resume_ns)
 		arm(b, OP_ACCEPT);
 	streams_reap_unused(b);
+	if (b->cfg.group_idle_ns)
+		stream_expire_games(b, b->cfg.group_idle_ns);
 }
 
 static void sleep_until(struct broker *b, uint64_t deadline)
@@ -245,7 +251,9 @@ static void drain_and_flush(struct broker *b)
 
 int broker_run(struct broker *b)
 {
-	uint64_t last_submit = 0, last_house = 0, last_work = 0;
+	uint64_t last_submit = 0, last_house = 0;
+	uint64_t idle_since = 0;	   /* 0: the last pass had work */
+	uint64_t gap_avg = 4ull * SPIN_NS; /* recent idle gaps: no spin yet */
 
 	arm(b, OP_ACCEPT);
 	arm(b, OP_SIGNAL);
@@ -254,6 +262,7 @@ int broker_run(struct broker *b)
 	for (;;) {
 		uint64_t next;
 		int work;
+		bool events;
 
 		b->now_ns = broker_now();
 		work = pump_all(b);
@@ -262,8 +271,7 @@ int broker_run(struct broker *b)
 		/* An event (a hang-up, say) may leave work for the next pass:
 		 * count it as activity so the loop looks again before sleeping.
 		 */
-		if (handle_cqes(b) > 0)
-			last_work = b->now_ns;
+		events = handle_cqes(b) > 0;
 		b->count.loops++;
 		if (b->now_ns - last_house > 100000000u) {
 			housekeeping(b);
@@ -273,7 +281,11 @@ int broker_run(struct broker *b)
 		if (b->stopping)
 			break;
 		if (work > 0) {
-			last_work = b->now_ns;
+			if (idle_since) {
+				uint64_t gap = b->now_ns - idle_since;
+				gap_avg = gap_avg - gap_avg / 8 + gap / 8;
+				idle_since = 0;
+			}
 			/* While busy, enter the kernel now and then so that
 			 * completions (new peers, hang-ups) keep flowing. */
 			if (b->uring_dirty ||
@@ -284,10 +296,14 @@ int broker_run(struct broker *b)
 			}
 			continue;
 		}
-		/* Idle: look again for a few microseconds (yielding the CPU
-		 * to producers) before the syscalls of a sleep; a time budget,
-		 * not a pass count, since a pass costs more with more rings. */
-		if (b->now_ns - last_work < IDLE_SPIN_NS) {
+		if (!idle_since)
+			idle_since = b->now_ns;
+		/* Idle: look again (yielding the CPU to producers) before the
+		 * syscalls of a sleep, if work tends to come back within the
+		 * budget; a time budget, not a pass count. An event (a
+		 * doorbell, a hang-up) gets one more pass at once. */
+		if (events ||
+		    (gap_avg < SPIN_NS && b->now_ns - idle_since < SPIN_NS)) {
 			if (b->uring_dirty) {
 				(void)io_uring_submit(&b->uring);
 				b->uring_dirty = false;

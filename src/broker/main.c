@@ -35,6 +35,10 @@ static const char usage[] =
     "                         (default 1024)\n"
     "      --stream-linger-ms N  free a stream N ms after its last producer\n"
     "                         and subscriber left (default 60000)\n"
+    "      --group-idle-s N   a subscription group forgets a game (which\n"
+    "                         member has it) after N s without a record;\n"
+    "                         it always does at the game's DONE or\n"
+    "                         TRUNCATED record (default 600; 0: never)\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
     "                         to stderr\n"
     "  -h, --help             show this help\n"
@@ -98,6 +102,7 @@ int main(int argc, char **argv)
 	    {"max-segment", required_argument, NULL, 'm'},
 	    {"batch", required_argument, NULL, 'b'},
 	    {"delay-ms", required_argument, NULL, 'd'},
+	    {"group-idle-s", required_argument, NULL, 'i'},
 	    {"log-level", required_argument, NULL, 'l'},
 	    {"shm-budget", required_argument, NULL, 'B'},
 	    {"idle-timeout-ms", required_argument, NULL, 'I'},
@@ -117,6 +122,7 @@ int main(int argc, char **argv)
 	b->cfg.max_segment = 1u << 30;
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
+	b->cfg.group_idle_ns = 600ull * 1000000000u;
 	b->cfg.log_level = LOG_INFO;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -172,6 +178,17 @@ int main(int argc, char **argv)
 				return bad("--stream-linger-ms", optarg);
 			b->cfg.stream_linger_ns = v * 1000000u;
 			break;
+		case 'i': {
+			char *end;
+			unsigned long long s;
+			errno = 0;
+			s = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end ||
+			    optarg[0] == '-' || s > 365ull * 24 * 3600)
+				return bad("--group-idle-s", optarg);
+			b->cfg.group_idle_ns = s * 1000000000u;
+			break;
+		}
 		case 'l':
 			b->cfg.log_level = log_parse_level(optarg);
 			if (b->cfg.log_level < 0)

@@ -20,6 +20,49 @@
  * a ring that empties for a moment under load stays active. */
 #define PARK_AFTER_NS (200u * 1000u)
 
+/* The member of g that takes game's records: the one that has it, else
+ * (a new game) the member with the least outstanding work, ties taken in
+ * turn. */
+static struct subscription *
+member_for_game(struct broker *b, struct consumer_group *g, uint32_t game)
+{
+	struct subscription *best = NULL, *sub;
+	uint64_t best_load = UINT64_MAX;
+	uint32_t n = g->n_members, at = 0;
+
+	sub = group_lookup(g, game, b->now_ns);
+	if (sub || n == 0)
+		return sub;
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (g->next_member + k) % n;
+		uint64_t load;
+
+		sub = g->members[i];
+		if (sub->dead)
+			continue;
+		load = batch_outstanding(b, sub);
+		if (!best || load < best_load) {
+			best = sub;
+			best_load = load;
+			at = i;
+		}
+	}
+	if (!best)
+		return g->members[0]; /* all dead: route() skips it */
+	g->next_member = (at + 1) % n;
+	group_assign(g, game, best, b->now_ns);
+	return best;
+}
+
+/* A game's last record passed: every group of s forgets the game. */
+static void game_over(struct stream *s, const struct expbus_record_header *h)
+{
+	if (!(h->flags & (EXPBUS_RECORD_DONE | EXPBUS_RECORD_TRUNCATED)))
+		return;
+	for (uint32_t i = 0; i < s->n_groups; i++)
+		group_forget_game(s->groups[i], h->game);
+}
+
 /* Rebuilds record i of a batch slot into hdr and data (the row layout). */
 static void gather(const struct subscription *sub, const uint8_t *slot,
 		   uint32_t i, struct expbus_record_header *hdr, uint64_t *seq,
@@ -56,7 +99,7 @@ static bool reroute(struct broker *b, struct consumer_group *g,
 	uint64_t seq;
 
 	gather(dead, slot, i, &hdr, &seq, &source, data);
-	to = group_route(g, hdr.game);
+	to = member_for_game(b, g, hdr.game);
 	if (!to || !filter_match(&to->filter, &hdr))
 		return true;
 	if (!batch_has_room(b, to)) {
@@ -68,6 +111,8 @@ static bool reroute(struct broker *b, struct consumer_group *g,
 		return true;
 	}
 	batch_deliver(b, to, &hdr, seq, source, data);
+	if (hdr.flags & (EXPBUS_RECORD_DONE | EXPBUS_RECORD_TRUNCATED))
+		group_forget_game(g, hdr.game);
 	return true;
 }
 
@@ -151,7 +196,8 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 		to[n++] = sub;
 	}
 	for (uint32_t i = 0; i < s->n_groups && n < MAX_TARGETS; i++) {
-		struct subscription *sub = group_route(s->groups[i], hdr->game);
+		struct subscription *sub =
+		    member_for_game(b, s->groups[i], hdr->game);
 		if (!sub || sub->dead)
 			continue;
 		if (!filter_match(&sub->filter, hdr)) {
@@ -229,6 +275,7 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 			stat_add(&p->st->stalls, 1);
 			break;
 		}
+		game_over(s, &hdr);
 		if (hdr.game != p->last_game) {
 			p->last_game = hdr.game;
 			stat_add(&p->st->games_seen, 1);

@@ -175,6 +175,17 @@ bool stream_remove_subscription(struct broker *b, struct stream *s,
 	return orphaned;
 }
 
+void stream_expire_games(struct broker *b, uint64_t idle_ns)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+		if (!s)
+			continue;
+		for (uint32_t g = 0; g < s->n_groups; g++)
+			(void)group_expire(s->groups[g], b->now_ns, idle_ns);
+	}
+}
+
 void stream_each_subscription(struct broker *b,
 			      void (*fn)(struct subscription *, void *),
 			      void *arg)

@@ -35,5 +35,7 @@ void streams_reap_unused(struct broker *b);
 void stream_each_subscription(struct broker *b,
 			      void (*fn)(struct subscription *, void *),
 			      void *arg);
+/* Every group of every stream forgets its games silent for idle_ns. */
+void stream_expire_games(struct broker *b, uint64_t idle_ns);
 
 #endif
