@@ -477,6 +477,32 @@ class _Seen:
         return keep if drop else None
 
 
+def _connect_failed(path, e):
+    """Why connecting to path failed, as client.c says it: the kernel gives
+    ECONNREFUSED both for a socket nobody listens on and for a path that is
+    no socket at all."""
+    if e.errno in (errno.EACCES, errno.EPERM):
+        return (f"permission denied on the broker's socket {path}: it "
+                "admits only the user expbusd runs as (and its --group, if "
+                "given); run as that user or start expbusd with --group")
+    if e.errno == errno.ENOENT:
+        return (f"no broker socket at {path} (is expbusd running with "
+                f"--socket {path}?)")
+    if e.errno == errno.ECONNREFUSED:
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISSOCK(mode):
+            kind = ("regular file" if stat.S_ISREG(mode) else
+                    "directory" if stat.S_ISDIR(mode) else "special file")
+            return (f"{path} is not a socket but a {kind}: give the "
+                    "broker's --socket path")
+        return (f"no broker listens on {path} (expbusd stopped or died and "
+                "left its socket behind)")
+    return f"cannot reach the broker at {path}: {e.strerror}"
+
+
 class Subscription:
     """A subscription to a stream: iterate it for batches. See subscribe()."""
 
@@ -552,10 +578,8 @@ class Subscription:
             s.connect(self.socket_path)
         except OSError as e:
             s.close()
-            raise BrokerGone(
-                f"cannot reach the broker at {self.socket_path}: "
-                f"{e.strerror} (is expbusd running with --socket "
-                f"{self.socket_path}?)", e.errno) from None
+            raise BrokerGone(_connect_failed(self.socket_path, e),
+                             e.errno) from None
         return s
 
     def _subscribe(self, wait):

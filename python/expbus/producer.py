@@ -190,6 +190,10 @@ def _schema_text(schema):
     return "; ".join(parts)
 
 
+_CONNECT_ERRNOS = (_errno.ENOENT, _errno.ECONNREFUSED, _errno.EACCES,
+                   _errno.EPERM, _errno.ENOTSOCK)
+
+
 class Span:
     """Reserved ring slots, written in place: records is a writable numpy
     structured array [count] with the header fields (game, player, turn,
@@ -257,7 +261,9 @@ class Producer:
         if err < 0:
             msg = self._error(err)
             self.close()
-            if msg.startswith("cannot reach the broker"):
+            # connect() failed (client.c words each case): no broker.
+            if (-err in _CONNECT_ERRNOS
+                    and not msg.startswith("broker refused")):
                 raise BrokerGone(msg, -err)
             raise BrokerRefused(msg, -err)
         self._p = p

@@ -118,7 +118,7 @@ def test_schema_differences_are_refused_naming_the_field(broker):
         assert e.value.errno == 22
     with pytest.raises(expbus.UnsupportedDtype):
         Producer("sch2", {"z": (np.complex64, ())}, broker.socket)
-    with pytest.raises(expbus.BrokerGone, match="cannot reach"):
+    with pytest.raises(expbus.BrokerGone, match="no broker socket at"):
         Producer("x", "a i32", str(broker.dir / "nobody.sock"))
 
 

@@ -296,7 +296,7 @@ def test_refusals_carry_the_brokers_message(broker):
     with pytest.raises(expbus.BrokerRefused, match="broker refused") as e:
         expbus.subscribe("x", broker.socket, batch_slots=3)
     assert e.value.errno == errno.EINVAL
-    with pytest.raises(expbus.BrokerGone, match="cannot reach the broker"):
+    with pytest.raises(expbus.BrokerGone, match="no broker socket at"):
         expbus.subscribe("x", str(broker.dir / "none.sock"))
     with pytest.raises(ValueError, match="letters, digits"):
         expbus.subscribe("bad name", broker.socket)

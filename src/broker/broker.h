@@ -11,9 +11,12 @@
 #include <sys/types.h>
 
 #include "filter.h"
+#include "budget.h"
+#include "conn_limits.h"
 #include "layout.h"
 #include "log.h"
 #include "proto.h"
+#include "ratelimit.h"
 #include "ring.h"
 #include "schema.h"
 
@@ -75,6 +78,11 @@ struct producer {
 	bool
 	    stalled; /* a lossless subscriber had no room for its next record */
 	uint32_t last_game;
+	/* The ring's memfd: a ring handed over again while it is still this
+	 * producer's is refused. */
+	dev_t ring_dev;
+	ino_t ring_ino;
+	uint64_t budget_bytes; /* counted against the shm budget */
 };
 
 struct subscription {
@@ -116,6 +124,7 @@ struct subscription {
 	uint64_t noted;
 	bool dead;    /* hung up or broke the protocol: route nothing to it */
 	bool blocked; /* lossless and its batch ring was full */
+	uint64_t budget_bytes; /* counted against the shm budget */
 };
 
 /* Members share records; each game sticks to one member while it lives. */
@@ -161,6 +170,9 @@ struct stream {
 	 * then, without subscribers, its records wait rather than go
 	 * unclaimed. */
 	uint64_t hold_until_ns;
+	/* Since when it has had no producer and no subscriber (0: in use);
+	 * freed after --stream-linger-ms. */
+	uint64_t unused_since_ns;
 };
 
 struct broker_config {
@@ -177,6 +189,10 @@ struct broker_config {
 	 * systemd made and owns, instead of binding socket_path. */
 	bool activated;
 	int activated_fd;
+	uint64_t shm_budget;	    /* total bytes of rings and pages */
+	uint64_t idle_timeout_ns;   /* for a connection without a request */
+	uint32_t max_conns_per_uid; /* control connections of one uid */
+	uint64_t stream_linger_ns;  /* an unused stream lives this long */
 };
 
 struct broker {
@@ -217,6 +233,16 @@ struct broker {
 	int stats_fd;
 	uint64_t now_ns;
 	bool uring_dirty; /* SQEs queued but not submitted */
+	struct shm_budget budget;
+	struct conn_limits conn_limits;
+	/* accept: re-armed from accept_resume_ns after running out of fds */
+	bool accept_armed;
+	uint64_t accept_resume_ns;
+	uint64_t accept_backoff_ns;
+	struct ratelimit accept_log, refuse_log, idle_log;
+	/* The socket the broker bound: only that is unlinked at exit. */
+	dev_t sock_dev;
+	ino_t sock_ino;
 };
 
 #endif

@@ -16,9 +16,37 @@ struct conn *conn_new(struct broker *b, int fd)
 	socklen_t len = sizeof(cred);
 	struct conn *c;
 
+	uint64_t held;
+
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 ||
-	    b->n_conns >= BROKER_MAX_CONNS || !(c = calloc(1, sizeof(*c)))) {
-		log_warn(b, "refusing a connection (%u open)", b->n_conns);
+	    b->n_conns >= BROKER_MAX_CONNS) {
+		if (ratelimit_pass(&b->refuse_log, b->now_ns, &held))
+			log_warn(b,
+				 "refusing a connection: %u open, at most %d "
+				 "(%llu more refused since the last line)",
+				 b->n_conns, BROKER_MAX_CONNS,
+				 (unsigned long long)held);
+		(void)close(fd);
+		return NULL;
+	}
+	/* One uid's flood must not lock the others out. */
+	if (!conn_limits_admit(&b->conn_limits, cred.uid)) {
+		if (ratelimit_pass(&b->refuse_log, b->now_ns, &held))
+			log_warn(b,
+				 "refusing a connection from pid %d: uid %d "
+				 "holds %u connections, its per-uid limit "
+				 "(--max-conns-per-uid; %llu more refused "
+				 "since the last line)",
+				 (int)cred.pid, (int)cred.uid,
+				 b->cfg.max_conns_per_uid,
+				 (unsigned long long)held);
+		(void)close(fd);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		conn_limits_release(&b->conn_limits, cred.uid);
+		log_warn(b, "refusing a connection: out of memory");
 		(void)close(fd);
 		return NULL;
 	}
@@ -81,6 +109,7 @@ void conn_close(struct broker *b, struct conn *c)
 	}
 	(void)close(c->fd);
 	c->fd = -1;
+	conn_limits_release(&b->conn_limits, c->uid);
 }
 
 void conn_free_all(struct broker *b)

@@ -5,8 +5,9 @@
 
 #include "broker.h"
 
-/* Takes an accepted fd: checks its credentials and the connection limit.
- * Returns the connection, or NULL (fd closed, reason logged). */
+/* Takes an accepted fd: checks its credentials, the connection limit and
+ * its uid's (--max-conns-per-uid). Returns the connection, or NULL (fd
+ * closed, reason logged at most once a second). */
 struct conn *conn_new(struct broker *b, int fd);
 /* Watches c for a request or a hang-up (one-shot poll). */
 void conn_arm(struct broker *b, struct conn *c);

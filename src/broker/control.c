@@ -19,11 +19,7 @@
 #include "stream.h"
 #include "subscription.h"
 
-#define MAX_BATCH_SIZE	    65536
-#define MAX_BATCH_SLOTS	    1024
-#define MAX_DELAY_US	    60000000u
-#define RESUME_GRACE_NS	    (2ull * 1000000000u)
-#define NEW_CONN_TIMEOUT_NS (10ull * 1000000000u)
+#define RESUME_GRACE_NS (2ull * 1000000000u)
 
 static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 			  size_t len, int resume_fd)
@@ -33,31 +29,19 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	char err[512], text[SCHEMA_TEXT_MAX];
 	struct schema *schema = NULL;
 	struct producer *p = NULL;
-	struct stream *s;
+	struct stream *s = NULL;
 	struct stats_producer *st;
 	uint32_t cap;
 	int fds[3] = {-1, -1, -1}, e;
+	bool created = false;
 
-	if (len < sizeof(*m) || m->schema_len != len - sizeof(*m) ||
-	    m->schema_len >= SCHEMA_TEXT_MAX) {
-		control_violation(b, c,
-				  "attach request of %zu bytes does not match "
-				  "its schema length",
-				  len);
+	e = proto_check_attach(m, len, resume_fd >= 0, err, sizeof(err));
+	if (e == -EBADMSG) {
+		control_violation(b, c, "%s", err);
 		return;
 	}
-	if ((m->flags & ~ATTACH_RESUME) ||
-	    !(m->flags & ATTACH_RESUME) != (resume_fd < 0)) {
-		control_violation(b, c,
-				  "attach flags 0x%x do not match the %s fd",
-				  m->flags, resume_fd < 0 ? "missing" : "sent");
-		return;
-	}
-	if (proto_check_name(m->stream, 0) < 0) {
-		proto_send_error(
-		    c->fd, EINVAL,
-		    "stream name must be 1-63 characters of letters, "
-		    "digits, '_', '.' and '-'");
+	if (e < 0) {
+		proto_send_error(c->fd, -e, "%s", err);
 		return;
 	}
 	memcpy(text, m + 1, m->schema_len);
@@ -95,11 +79,16 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 				 STATS_MAX_PRODUCERS);
 		goto out;
 	}
-	if (!s && !(s = stream_create(b, m->stream, schema))) {
-		proto_send_error(c->fd, EMFILE,
-				 "the broker serves at most %d streams",
-				 STATS_MAX_STREAMS);
-		goto out;
+	if (!s) {
+		s = stream_create(b, m->stream, schema);
+		if (!s) {
+			proto_send_error(c->fd, EMFILE,
+					 "the broker serves at most %d streams "
+					 "at once",
+					 STATS_MAX_STREAMS);
+			goto out;
+		}
+		created = true;
 	}
 	if (resume_fd >= 0 && !s->n_subs && !s->n_groups) {
 		/* A broker that restarted: give trainers a moment to come
@@ -111,7 +100,8 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		proto_send_error(c->fd, -e, "%s", err);
 		goto out;
 	}
-	cap = p->seg->capacity;
+	cap = (uint32_t)
+		  p->ring.capacity; /* the checked copy, not shared memory */
 	if (stream_add_producer(s, p) < 0) {
 		proto_send_error(c->fd, ENOMEM, "broker out of memory");
 		(void)close(fds[0]);
@@ -124,14 +114,14 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	p->mine.pid = (uint32_t)c->pid;
 	p->mine.uid = (uint32_t)c->uid;
 	p->mine.capacity = cap;
-	p->mine.slot_size = p->seg->slot_size;
+	p->mine.slot_size = (uint32_t)p->ring.slot_size;
 	p->mine.in_use = 1;
 	stats_claim_producer(b, p, st);
 	memset(&ok, 0, sizeof(ok));
 	proto_header(&ok.h, MSG_OK_ATTACH, sizeof(ok));
 	ok.producer_id = p->id;
 	ok.capacity = cap;
-	ok.slot_size = p->seg->slot_size;
+	ok.slot_size = (uint32_t)p->ring.slot_size;
 	ok.data_size = s->schema.data_size;
 	ok.segment_size = p->seg_size;
 	ok.schema_hash = s->schema.hash;
@@ -153,37 +143,13 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		    "producer %u attached to '%s' (pid %d uid %d, %u slots "
 		    "of %u bytes)",
 		    p->id, s->name, (int)c->pid, (int)c->uid, cap,
-		    p->seg->slot_size);
+		    (uint32_t)p->ring.slot_size);
 	}
 out:
+	/* A refused first producer leaves no empty stream behind. */
+	if (created && !s->n_producers && !s->n_subs && !s->n_groups)
+		stream_free(b, s);
 	free(schema);
-}
-
-static const char *subscribe_check(const struct msg_subscribe *m, size_t len)
-{
-	if (len < sizeof(*m) || m->n_games > PROTO_MAX_FILTER ||
-	    m->n_players > PROTO_MAX_FILTER ||
-	    len != sizeof(*m) + 4ull * (m->n_games + m->n_players))
-		return "";
-	if (proto_check_name(m->stream, 0) < 0)
-		return "stream name must be 1-63 characters of letters, digits, "
-		       "'_', '.' and '-'";
-	if (proto_check_name(m->group, 1) < 0)
-		return "group name must be up to 63 characters of letters, "
-		       "digits, '_', '.' and '-'";
-	if (m->batch_size > MAX_BATCH_SIZE)
-		return "batch_size must be at most 65536";
-	if (m->max_delay_us > MAX_DELAY_US)
-		return "max_delay_us must be at most 60 s";
-	if (m->batch_slots &&
-	    (m->batch_slots < 2 || m->batch_slots > MAX_BATCH_SLOTS ||
-	     (m->batch_slots & (m->batch_slots - 1))))
-		return "batch_slots must be a power of two from 2 to 1024";
-	if (m->policy > EXPBUS_LOSSY)
-		return "policy must be 0 (lossless) or 1 (lossy)";
-	if (m->flags & ~EXPBUS_SUBSCRIBE_CHECKSUM)
-		return "unknown subscription flags";
-	return NULL;
 }
 
 static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
@@ -197,20 +163,17 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	struct subscription *sub = NULL;
 	struct stats_sub *st;
 	struct stream *s;
-	const char *why = subscribe_check(m, len);
 	char err[512];
 	int fds[4] = {-1, -1, -1, -1}, e;
 	size_t tl;
 
-	if (why && !why[0]) {
-		control_violation(b, c,
-				  "subscribe request of %zu bytes does not "
-				  "match its filter lengths",
-				  len);
+	e = proto_check_subscribe(m, len, err, sizeof(err));
+	if (e == -EBADMSG) {
+		control_violation(b, c, "%s", err);
 		return;
 	}
-	if (why) {
-		proto_send_error(c->fd, EINVAL, "%s", why);
+	if (e < 0) {
+		proto_send_error(c->fd, -e, "%s", err);
 		return;
 	}
 	s = stream_find(b, m->stream);
@@ -303,6 +266,9 @@ static void handle_stats(struct broker *b, struct conn *c)
 	if (e < 0)
 		log_debug(b, "stats reply failed: %s", strerror(-e));
 	c->kind = CONN_STATS;
+	/* The reply carries all there is: holding the connection open would
+	 * only hold one of the broker's connections (and an fd). */
+	control_hangup(b, c);
 }
 
 void control_message(struct broker *b, struct conn *c)
@@ -391,8 +357,10 @@ void control_message(struct broker *b, struct conn *c)
 		control_violation(b, c, "unknown message type %d", type);
 	}
 out:
-	if (nfds == 1 && type == MSG_ATTACH)
-		(void)close(fds[0]); /* a resumed ring stays mapped */
+	/* Every fd received is closed on every path (a resumed ring stays
+	 * mapped; proto_recv already closed those of an empty or truncated
+	 * message, and those past PROTO_MAX_FDS). */
+	proto_close_fds(fds, nfds);
 	free(buf);
 }
 
@@ -520,10 +488,23 @@ void control_reap(struct broker *b)
 void control_expire_new(struct broker *b)
 {
 	for (struct conn *c = b->conns, *next; c; c = next) {
+		uint64_t held;
+
 		next = c->next;
-		if (!c->closed && c->kind == CONN_NEW &&
-		    b->now_ns - c->accepted_ns > NEW_CONN_TIMEOUT_NS)
-			control_violation(b, c, "sent no request within 10 s");
+		if (c->closed || c->kind != CONN_NEW ||
+		    b->now_ns - c->accepted_ns <= b->cfg.idle_timeout_ns)
+			continue;
+		/* A flood of idle connections must not flood the log. */
+		if (ratelimit_pass(&b->idle_log, b->now_ns, &held))
+			log_warn(b,
+				 "closing the connection of pid %d (uid %d): "
+				 "no request within %llu ms (%llu more closed "
+				 "since the last line)",
+				 (int)c->pid, (int)c->uid,
+				 (unsigned long long)(b->cfg.idle_timeout_ns /
+						      1000000u),
+				 (unsigned long long)held);
+		control_hangup(b, c);
 	}
 }
 

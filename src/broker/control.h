@@ -16,7 +16,8 @@ void control_violation(struct broker *b, struct conn *c, const char *fmt, ...)
 /* Frees producers that are drained or broken, disconnects subscriptions
  * found breaking the protocol; called between passes of the data path. */
 void control_reap(struct broker *b);
-/* Disconnects connections that never said what they are within 10 s. */
+/* Closes connections that sent no request within --idle-timeout-ms (a
+ * rate-limited log line says so). */
 void control_expire_new(struct broker *b);
 /* Frees every stream with its producers and subscriptions, and every
  * connection (shutdown). */

@@ -35,9 +35,14 @@
  * only while work has been coming back sooner than that (an average of
  * the recent idle gaps): a steady trickle of records with longer gaps
  * costs a wakeup each, never a spinning core. */
-#define SPIN_NS	     (20u * 1000u)
-#define MAX_SLEEP_NS (200ull * 1000000u)
-#define DRAIN_NS     (2ull * 1000000000u)
+#define SPIN_NS			 (20u * 1000u)
+#define MAX_SLEEP_NS		 (200ull * 1000000u)
+#define DRAIN_NS		 (2ull * 1000000000u)
+#define DEFAULT_IDLE_TIMEOUT_NS	 (10ull * 1000000000u)
+#define DEFAULT_CONNS_PER_UID	 1024
+#define DEFAULT_STREAM_LINGER_NS (60ull * 1000000000u)
+#define ACCEPT_BACKOFF_MIN_NS	 (10ull * 1000000u)
+#define ACCEPT_BACKOFF_MAX_NS	 (1000ull * 1000000u)
 
 static void arm(struct broker *b, enum op_tag tag)
 {
@@ -51,6 +56,7 @@ static void arm(struct broker *b, enum op_tag tag)
 	case OP_ACCEPT:
 		io_uring_prep_accept(sqe, b->listen_fd, NULL, NULL,
 				     SOCK_CLOEXEC | SOCK_NONBLOCK);
+		b->accept_armed = true;
 		break;
 	case OP_SIGNAL:
 		io_uring_prep_read(sqe, b->signal_fd, b->signal_buf,
@@ -62,18 +68,49 @@ static void arm(struct broker *b, enum op_tag tag)
 	io_uring_sqe_set_data64(sqe, tag);
 }
 
-static void on_accept(struct broker *b, int fd)
+/* Out of fds or memory, accept would fail again at once: stop accepting
+ * for a while (10 ms, doubling to 1 s while it lasts; housekeeping arms it
+ * again) instead of spinning, and say so at most once a second. */
+static void accept_back_off(struct broker *b, int err)
+{
+	uint64_t held;
+
+	b->accept_backoff_ns = b->accept_backoff_ns ? b->accept_backoff_ns * 2
+						    : ACCEPT_BACKOFF_MIN_NS;
+	if (b->accept_backoff_ns > ACCEPT_BACKOFF_MAX_NS)
+		b->accept_backoff_ns = ACCEPT_BACKOFF_MAX_NS;
+	b->accept_resume_ns = b->now_ns + b->accept_backoff_ns;
+	if (ratelimit_pass(&b->accept_log, b->now_ns, &held))
+		log_warn(b,
+			 "accept: %s with %u connections open; not accepting "
+			 "for %llu ms (%llu similar lines held back)",
+			 strerror(err), b->n_conns,
+			 (unsigned long long)(b->accept_backoff_ns / 1000000u),
+			 (unsigned long long)held);
+}
+
+/* Returns whether accept may be armed again at once. */
+static bool on_accept(struct broker *b, int fd)
 {
 	struct conn *c;
+	uint64_t held;
 
-	if (fd < 0) {
-		if (fd != -EAGAIN && fd != -EINTR && fd != -ECANCELED)
-			log_warn(b, "accept: %s", strerror(-fd));
-		return;
+	if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+		accept_back_off(b, -fd);
+		return false;
 	}
+	if (fd < 0) {
+		if (fd != -EAGAIN && fd != -EINTR && fd != -ECANCELED &&
+		    ratelimit_pass(&b->accept_log, b->now_ns, &held))
+			log_warn(b, "accept: %s (%llu similar lines held back)",
+				 strerror(-fd), (unsigned long long)held);
+		return true;
+	}
+	b->accept_backoff_ns = 0;
 	c = conn_new(b, fd);
 	if (c)
 		conn_arm(b, c);
+	return true;
 }
 
 static void on_poll(struct broker *b, struct conn *c, int res)
@@ -123,8 +160,8 @@ static int handle_cqes(struct broker *b)
 				res);
 			break;
 		case OP_ACCEPT:
-			on_accept(b, res);
-			if (!b->stopping)
+			b->accept_armed = false;
+			if (on_accept(b, res) && !b->stopping)
 				arm(b, OP_ACCEPT);
 			break;
 		case OP_DOORBELL:
@@ -168,6 +205,10 @@ static void housekeeping(struct broker *b)
 	stream_each_subscription(b, check_release, b);
 	pump_refresh_tails(b);
 	control_expire_new(b);
+	if (!b->accept_armed && !b->stopping &&
+	    b->now_ns >= b->accept_resume_ns)
+		arm(b, OP_ACCEPT);
+	streams_reap_unused(b);
 	if (b->cfg.group_idle_ns)
 		stream_expire_games(b, b->cfg.group_idle_ns);
 }
@@ -295,10 +336,20 @@ static int socket_in_use(const char *path)
 	proto_header(&req.h, MSG_STATS, sizeof(req));
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
 	    proto_send(fd, &req, sizeof(req), NULL, 0) == 0) {
+		union {
+			struct msg_header h;
+			char bytes[256];
+		} reply;
+		int fds[PROTO_MAX_FDS], nfds = 0;
+
 		pfd.fd = fd;
 		pfd.events = POLLIN;
+		/* A reply is what proves it: a live broker answers and then
+		 * hangs up (so POLLHUP may come with it); a dead one's
+		 * backlog only hangs up. */
 		r = poll(&pfd, 1, 1000) > 0 &&
-		    !(pfd.revents & (POLLHUP | POLLERR));
+		    proto_recv(fd, &reply, sizeof(reply), fds, &nfds) > 0;
+		proto_close_fds(fds, nfds);
 	}
 	(void)close(fd);
 	return r;
@@ -312,6 +363,7 @@ static int listen_socket(struct broker *b)
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	const char *path = b->cfg.socket_path;
 	mode_t mode = b->cfg.has_gid ? 0660 : 0600;
+	struct stat st;
 	int fd, err, n;
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s.%d.tmp", path,
@@ -320,6 +372,17 @@ static int listen_socket(struct broker *b)
 		log_error(b, "socket path %s is too long (at most %zu bytes)",
 			  path, sizeof(sa.sun_path) - 16);
 		return -ENAMETOOLONG;
+	}
+	if (lstat(path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		log_error(b,
+			  "%s is not a socket but a %s: refusing to replace "
+			  "it; give --socket a path that is free or a stale "
+			  "expbusd socket",
+			  path,
+			  S_ISREG(st.st_mode)	? "regular file"
+			  : S_ISDIR(st.st_mode) ? "directory"
+						: "special file");
+		return -ENOTSOCK;
 	}
 	if (socket_in_use(path)) {
 		log_error(b, "another broker is already listening on %s", path);
@@ -347,7 +410,27 @@ static int listen_socket(struct broker *b)
 		(void)close(fd);
 		return err;
 	}
+	/* What we bound: at exit, the path is unlinked only if it is still
+	 * this socket (someone may have put their own file there since). */
+	if (lstat(path, &st) == 0) {
+		b->sock_dev = st.st_dev;
+		b->sock_ino = st.st_ino;
+	}
 	return fd;
+}
+
+/* The limits left at 0 (no flag given, or a program that embeds the broker,
+ * like tests/tsan_broker.c) get their defaults; the flags refuse 0. */
+static void limits_defaults(struct broker_config *cfg)
+{
+	if (!cfg->shm_budget)
+		cfg->shm_budget = budget_default_limit();
+	if (!cfg->idle_timeout_ns)
+		cfg->idle_timeout_ns = DEFAULT_IDLE_TIMEOUT_NS;
+	if (!cfg->max_conns_per_uid)
+		cfg->max_conns_per_uid = DEFAULT_CONNS_PER_UID;
+	if (!cfg->stream_linger_ns)
+		cfg->stream_linger_ns = DEFAULT_STREAM_LINGER_NS;
 }
 
 int broker_open(struct broker *b)
@@ -364,6 +447,11 @@ int broker_open(struct broker *b)
 
 	b->listen_fd = b->signal_fd = b->stats_fd = -1;
 	b->log.level = b->cfg.log_level;
+	limits_defaults(&b->cfg);
+	b->budget.limit = b->cfg.shm_budget;
+	b->conn_limits.max_per_uid = b->cfg.max_conns_per_uid;
+	b->accept_log.interval_ns = b->refuse_log.interval_ns =
+	    b->idle_log.interval_ns = 1000000000u;
 	err = stats_open(b);
 	if (err < 0) {
 		log_error(b, "cannot create the stats segment: %s",
@@ -397,10 +485,17 @@ void broker_close(struct broker *b)
 {
 	control_close_all(b);
 	if (b->listen_fd >= 0) {
+		struct stat st;
+
 		(void)close(b->listen_fd);
-		if (!b->cfg.activated) /* systemd's socket is systemd's */
+		/* systemd's socket is systemd's; and only the socket this broker
+		 * bound, never what another put at the path since. */
+		if (!b->cfg.activated && lstat(b->cfg.socket_path, &st) == 0 &&
+		    S_ISSOCK(st.st_mode) && st.st_dev == b->sock_dev &&
+		    st.st_ino == b->sock_ino)
 			(void)unlink(b->cfg.socket_path);
 	}
+	conn_limits_free(&b->conn_limits);
 	if (b->uring.ring_fd > 0)
 		io_uring_queue_exit(&b->uring);
 	doorbell_free_all(b); /* their polls are gone with the ring */

@@ -27,6 +27,15 @@ static const char usage[] =
     "      --batch N          default records per batch (default 32)\n"
     "      --delay-ms N       default maximum delay of a partial batch\n"
     "                         (default 100)\n"
+    "      --shm-budget N     total shared memory of rings and pages the\n"
+    "                         broker holds for its peers (default: half of\n"
+    "                         RAM); a request beyond it is refused\n"
+    "      --idle-timeout-ms N  close a connection that sent no request\n"
+    "                         within N ms (default 10000)\n"
+    "      --max-conns-per-uid N  control connections one uid may hold\n"
+    "                         (default 1024)\n"
+    "      --stream-linger-ms N  free a stream N ms after its last producer\n"
+    "                         and subscriber left (default 60000)\n"
     "      --group-idle-s N   a subscription group forgets a game (which\n"
     "                         member has it) after N s without a record;\n"
     "                         it always does at the game's DONE or\n"
@@ -99,6 +108,10 @@ int main(int argc, char **argv)
 	    {"delay-ms", required_argument, NULL, 'd'},
 	    {"group-idle-s", required_argument, NULL, 'i'},
 	    {"log-level", required_argument, NULL, 'l'},
+	    {"shm-budget", required_argument, NULL, 'B'},
+	    {"idle-timeout-ms", required_argument, NULL, 'I'},
+	    {"max-conns-per-uid", required_argument, NULL, 'U'},
+	    {"stream-linger-ms", required_argument, NULL, 'L'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -149,6 +162,25 @@ int main(int argc, char **argv)
 			if (parse_size(optarg, &v) < 0 || v > 60000)
 				return bad("--delay-ms", optarg);
 			b->cfg.default_delay_us = (uint32_t)v * 1000;
+			break;
+		case 'B':
+			if (parse_size(optarg, &b->cfg.shm_budget) < 0)
+				return bad("--shm-budget", optarg);
+			break;
+		case 'I':
+			if (parse_size(optarg, &v) < 0 || v > 86400000)
+				return bad("--idle-timeout-ms", optarg);
+			b->cfg.idle_timeout_ns = v * 1000000u;
+			break;
+		case 'U':
+			if (parse_size(optarg, &v) < 0 || v > BROKER_MAX_CONNS)
+				return bad("--max-conns-per-uid", optarg);
+			b->cfg.max_conns_per_uid = (uint32_t)v;
+			break;
+		case 'L':
+			if (parse_size(optarg, &v) < 0 || v > 86400000)
+				return bad("--stream-linger-ms", optarg);
+			b->cfg.stream_linger_ns = v * 1000000u;
 			break;
 		case 'i': {
 			char *end;

@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "doorbell.h"
 #include "producer.h"
+#include "ring_check.h"
 #include "segments.h"
 #include "shm.h"
 #include "stats.h"
@@ -25,31 +27,67 @@ uint32_t producer_default_slots(struct broker *b, const struct schema *s)
 	return (uint32_t)p;
 }
 
+/* The producer whose ring is the memfd (dev, ino), or NULL: a ring has
+ * one producer, and one still draining counts. */
+static struct producer *ring_owner(struct broker *b, dev_t dev, ino_t ino)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+
+		for (uint32_t j = 0; s && j < s->n_producers; j++)
+			if (s->producers[j]->ring_ino == ino &&
+			    s->producers[j]->ring_dev == dev)
+				return s->producers[j];
+	}
+	return NULL;
+}
+
 /* Takes over a ring that a previous broker gave this producer: the records
  * it committed and that broker never took are delivered from here. The
- * segment is checked like any received fd, and its header like any counter
- * a peer can write. Returns 0, or -errno with the reason in err. */
+ * segment is checked like any received fd; its header is read once into
+ * broker memory (ring_copy_read), checked (ring_copy_check), and only that
+ * copy is used, since the producer may change the header at any moment.
+ * Returns 0, or -errno with the reason in err. */
 static int adopt_ring(struct broker *b, struct stream *s, int fd,
 		      struct producer *p, char *err, size_t errlen)
 {
-	uint64_t slot = align_up(
-	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
+	struct ring_expect want = {
+	    .slot_size = (uint32_t)align_up(
+		sizeof(struct expbus_record_header) + s->schema.data_size, 8),
+	    .data_size = s->schema.data_size,
+	    .schema_hash = s->schema.hash,
+	    .min_slots = MIN_RING_SLOTS,
+	    .max_slots = MAX_RING_SLOTS,
+	};
+	struct producer *owner;
 	struct producer_ring *seg;
-	uint64_t head, tail;
-	uint32_t id;
+	struct ring_copy copy;
+	struct stat st;
 	size_t size;
 	void *addr;
 	int e;
 
 	e = shm_check(fd, PRODUCER_RING_DATA_OFFSET, b->cfg.max_segment,
 		      SHM_SEALS_SHARED, &size);
-	if (e < 0) {
+	if (e < 0 || fstat(fd, &st) < 0) {
 		snprintf(err, errlen,
 			 "the ring to resume is not a sealed memfd "
 			 "of at most %llu bytes",
 			 (unsigned long long)b->cfg.max_segment);
-		return e;
+		return e < 0 ? e : -EBADF;
 	}
+	owner = ring_owner(b, st.st_dev, st.st_ino);
+	if (owner) {
+		snprintf(err, errlen,
+			 "the ring to resume is already the live ring of "
+			 "producer %u%s: a ring has one producer",
+			 owner->id, owner->dead ? " (still draining)" : "");
+		return -EBUSY;
+	}
+	e = budget_charge(&b->budget, size, "the ring to resume", err, errlen);
+	if (e < 0)
+		return e;
+	p->budget_bytes = size;
 	e = shm_map(fd, size, 1, &addr);
 	if (e < 0) {
 		snprintf(err, errlen, "cannot map the ring to resume: %s",
@@ -57,42 +95,93 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 		return e;
 	}
 	seg = addr;
-	/* Read once: the producer can write its header. */
-	id = *(volatile uint32_t *)&seg->producer_id;
-	head = atomic_load_explicit(&seg->cons.pos, memory_order_relaxed);
-	/* Acquire: the producer's records up to tail are written. */
-	tail = atomic_load_explicit(&seg->prod.pos, memory_order_acquire);
-	if (seg->seg.magic != MAGIC_PRODUCER_RING ||
-	    seg->seg.version != LAYOUT_VERSION || seg->seg.size != size ||
-	    seg->capacity < MIN_RING_SLOTS || seg->capacity > MAX_RING_SLOTS ||
-	    (seg->capacity & (seg->capacity - 1)) || seg->slot_size != slot ||
-	    seg->data_size != s->schema.data_size ||
-	    seg->schema_hash != s->schema.hash ||
-	    seg->data_offset != PRODUCER_RING_DATA_OFFSET ||
-	    PRODUCER_RING_DATA_OFFSET + (uint64_t)seg->capacity * slot > size ||
-	    tail - head > seg->capacity || id == 0) {
+	want.seg_size = size;
+	ring_copy_read(&copy, seg);
+	e = ring_copy_check(&copy, &want, err, errlen);
+	if (e < 0) {
 		shm_unmap(addr, size);
-		snprintf(err, errlen,
-			 "the ring to resume does not match its "
-			 "stream's schema or layout, or its counters "
-			 "are impossible");
-		return -EINVAL;
+		return e;
 	}
 	/* The ring keeps its producer id across brokers (issue 9): readers
 	 * drop the (id, seq) they already delivered. */
-	p->id = id;
-	if (id > b->next_producer_id)
-		b->next_producer_id = id;
+	p->id = copy.producer_id;
+	if (p->id > b->next_producer_id)
+		b->next_producer_id = p->id;
 	p->seg = seg;
 	p->seg_size = size;
+	p->ring_dev = st.st_dev;
+	p->ring_ino = st.st_ino;
+	/* Every parameter from the checked copy: the slots at the layout's
+	 * offset, the stream's slot size, the copied capacity, and the
+	 * copied counters rather than a second read of shared memory. */
 	ring_init_consumer(&p->ring, &seg->prod, &seg->cons,
-			   (uint8_t *)seg + seg->data_offset, slot,
-			   seg->capacity);
+			   (uint8_t *)seg + PRODUCER_RING_DATA_OFFSET,
+			   want.slot_size, copy.capacity);
+	p->ring.pos = copy.head;
+	p->ring.cached = copy.tail;
 	log_info(b,
 		 "producer %u resumes a ring with %llu records not yet taken "
 		 "(from %llu)",
-		 p->id, (unsigned long long)(tail - head),
-		 (unsigned long long)head);
+		 p->id, (unsigned long long)(copy.tail - copy.head),
+		 (unsigned long long)copy.head);
+	return 0;
+}
+
+/* Why a ring of cap slots is larger than --max-segment, in words that say
+ * what to change: fewer slots only helps above the minimum. */
+static void ring_too_big(struct broker *b, const struct stream *s, uint32_t cap,
+			 char *err, size_t errlen)
+{
+	uint64_t slot = align_up(
+	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
+	uint64_t min = segment_producer_ring_size(s, MIN_RING_SLOTS);
+
+	if (min > b->cfg.max_segment)
+		snprintf(err, errlen,
+			 "a record of %llu bytes is too large: even the "
+			 "smallest ring (%u slots) takes %llu MiB, more than "
+			 "the largest segment the broker allows (%llu MiB, "
+			 "expbusd --max-segment); make the record smaller",
+			 (unsigned long long)slot, MIN_RING_SLOTS,
+			 (unsigned long long)(min >> 20),
+			 (unsigned long long)(b->cfg.max_segment >> 20));
+	else
+		snprintf(err, errlen,
+			 "a ring of %u slots of %llu bytes is larger than the "
+			 "largest segment the broker allows (%llu MiB, expbusd "
+			 "--max-segment); ask for fewer ring_slots (%u at "
+			 "least)",
+			 cap, (unsigned long long)slot,
+			 (unsigned long long)(b->cfg.max_segment >> 20),
+			 MIN_RING_SLOTS);
+}
+
+/* A new ring of cap slots for p, counted against the budget. */
+static int new_ring(struct broker *b, struct stream *s, uint32_t cap,
+		    struct producer *p, int *ring_fd, char *err, size_t errlen)
+{
+	uint64_t size = segment_producer_ring_size(s, cap);
+	struct stat st;
+	int e;
+
+	if (size > b->cfg.max_segment) {
+		ring_too_big(b, s, cap, err, errlen);
+		return -EFBIG;
+	}
+	e = budget_charge(&b->budget, size, "a producer ring", err, errlen);
+	if (e < 0)
+		return e;
+	p->budget_bytes = size;
+	e = segment_producer_ring(b, s, cap, p, ring_fd);
+	if (e < 0) {
+		snprintf(err, errlen, "cannot create a ring of %u records: %s",
+			 cap, strerror(-e));
+		return e;
+	}
+	if (fstat(*ring_fd, &st) == 0) {
+		p->ring_dev = st.st_dev;
+		p->ring_ino = st.st_ino;
+	}
 	return 0;
 }
 
@@ -103,6 +192,7 @@ static void producer_unmap(struct broker *b, struct producer *p)
 		shm_unmap(p->seg, p->seg_size);
 	if (p->space_fd >= 0)
 		(void)close(p->space_fd);
+	budget_refund(&b->budget, p->budget_bytes);
 	free(p);
 }
 
@@ -136,33 +226,19 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 		b->cap_active = more;
 	}
 	p->doorbell = doorbell_new(b, DOORBELL_PRODUCER, p);
-	if (!p->doorbell) {
+	if (!p->doorbell || p->space_fd < 0) {
 		e = -errno;
 		snprintf(err, errlen, "eventfd: %s", strerror(-e));
-		producer_unmap(b, p);
-		return e;
-	}
-	if (p->space_fd >= 0 && resume_fd >= 0) {
+	} else if (resume_fd >= 0) {
 		e = adopt_ring(b, s, resume_fd, p, err, errlen);
-		if (e < 0) {
-			producer_unmap(b, p);
-			return e;
+		if (e == 0 && (*ring_fd = dup(resume_fd)) < 0) {
+			e = -errno;
+			snprintf(err, errlen, "dup: %s", strerror(-e));
 		}
-		*ring_fd = dup(resume_fd);
-		cap = p->seg->capacity;
-		e = *ring_fd < 0 ? -errno : 0;
 	} else {
-		e = p->space_fd < 0
-			? -errno
-			: segment_producer_ring(b, s, cap, p, ring_fd);
+		e = new_ring(b, s, cap, p, ring_fd, err, errlen);
 	}
 	if (e < 0) {
-		snprintf(err, errlen,
-			 "cannot create a ring of %u records: %s%s", cap,
-			 strerror(-e),
-			 e == -EFBIG ? " (larger than --max-segment; "
-				       "use fewer ring_slots)"
-				     : "");
 		if (*ring_fd >= 0)
 			(void)close(*ring_fd);
 		*ring_fd = -1;

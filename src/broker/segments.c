@@ -36,13 +36,20 @@ static int segment_new(const char *name, size_t size, void **addr)
 	return fd;
 }
 
+uint64_t segment_producer_ring_size(const struct stream *s, uint32_t capacity)
+{
+	uint64_t slot = align_up(
+	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
+
+	return align_up(PRODUCER_RING_DATA_OFFSET + capacity * slot, 4096);
+}
+
 int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,
 			  struct producer *p, int *ring_fd)
 {
 	uint64_t slot = align_up(
 	    sizeof(struct expbus_record_header) + s->schema.data_size, 8);
-	uint64_t size =
-	    align_up(PRODUCER_RING_DATA_OFFSET + capacity * slot, 4096);
+	uint64_t size = segment_producer_ring_size(s, capacity);
 	struct producer_ring *seg;
 	void *addr;
 	int fd, err;
@@ -162,6 +169,11 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 			 (unsigned long long)(b->cfg.max_segment >> 20));
 		return -EFBIG;
 	}
+	e = budget_charge(&b->budget, size + RELEASE_PAGE_SIZE,
+			  "a batch ring and release page", err, errlen);
+	if (e < 0)
+		return e;
+	sub->budget_bytes = size + RELEASE_PAGE_SIZE; /* subscription_free */
 	fd = segment_new("expbus-batch-ring", size, &addr);
 	if (fd < 0) {
 		snprintf(err, errlen,

@@ -8,6 +8,8 @@
 
 #include "broker.h"
 
+/* Bytes of a producer ring of capacity records for stream s. */
+uint64_t segment_producer_ring_size(const struct stream *s, uint32_t capacity);
 /* A new producer ring of capacity records for p (p->seg, p->ring set);
  * its fd in *ring_fd. -EFBIG beyond --max-segment. */
 int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,

@@ -182,6 +182,26 @@ void stats_forget_sub(struct broker *b, struct subscription *sub)
 	sub->pub = NULL;
 }
 
+void stats_forget_stream(struct broker *b, struct stream *s)
+{
+	if (!s->pub)
+		return;
+	for (uint32_t i = 0; i < b->n_dirty_streams; i++) {
+		if (b->dirty_streams[i] == s) {
+			b->dirty_streams[i] =
+			    b->dirty_streams[--b->n_dirty_streams];
+			break;
+		}
+	}
+	/* The whole slot, in_use 0 included: put_stream copies only the
+	 * counters once a stream is published. */
+	s->mine.in_use = 0;
+	window_open(b);
+	memcpy(s->pub, &s->mine, sizeof(*s->pub));
+	window_close(b);
+	s->pub = NULL;
+}
+
 void stats_publish(struct broker *b)
 {
 	struct stats_segment *seg = b->stats;

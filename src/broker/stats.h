@@ -67,6 +67,8 @@ void stats_claim_stream(struct broker *b, struct stream *s,
  * is being freed). */
 void stats_forget_producer(struct broker *b, struct producer *p);
 void stats_forget_sub(struct broker *b, struct subscription *sub);
+/* The same for a stream freed after its linger (stream.c). */
+void stats_forget_stream(struct broker *b, struct stream *s);
 /* One window of the sequence counter: the broker's counters and every
  * dirty object's. */
 void stats_publish(struct broker *b);

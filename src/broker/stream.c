@@ -85,6 +85,7 @@ static bool drop(void **array, uint32_t *n, const void *x)
 void stream_free(struct broker *b, struct stream *s)
 {
 	stream_prune_groups(b, s);
+	stats_forget_stream(b, s);
 	b->streams[s->id] = NULL;
 	free(s->producers);
 	free(s->subs);
@@ -198,5 +199,41 @@ void stream_each_subscription(struct broker *b,
 		for (uint32_t g = 0; g < s->n_groups; g++)
 			for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
 				fn(s->groups[g]->members[j], arg);
+	}
+}
+
+static bool stream_unused(const struct stream *s)
+{
+	if (s->n_producers || s->n_subs)
+		return false;
+	for (uint32_t g = 0; g < s->n_groups; g++)
+		if (s->groups[g]->n_members)
+			return false;
+	return true;
+}
+
+void streams_reap_unused(struct broker *b)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+
+		if (!s)
+			continue;
+		if (!stream_unused(s)) {
+			s->unused_since_ns = 0;
+			continue;
+		}
+		if (!s->unused_since_ns)
+			s->unused_since_ns = b->now_ns;
+		else if (b->now_ns - s->unused_since_ns >=
+			 b->cfg.stream_linger_ns) {
+			log_info(b,
+				 "stream '%s' freed: no producer and no "
+				 "subscriber for %llu ms",
+				 s->name,
+				 (unsigned long long)(b->cfg.stream_linger_ns /
+						      1000000u));
+			stream_free(b, s);
+		}
 	}
 }

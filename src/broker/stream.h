@@ -26,6 +26,10 @@ bool stream_remove_subscription(struct broker *b, struct stream *s,
 				struct subscription *sub);
 /* Frees groups left without members (and their orphaned records). */
 void stream_prune_groups(struct broker *b, struct stream *s);
+/* Frees streams that have had no producer and no subscriber for
+ * --stream-linger-ms (their names and stats slots become free); called by
+ * housekeeping. */
+void streams_reap_unused(struct broker *b);
 /* Calls fn on every subscription of every stream, direct or in a group;
  * fn must not add or remove subscriptions. */
 void stream_each_subscription(struct broker *b,

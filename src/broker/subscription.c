@@ -117,6 +117,7 @@ void subscription_free(struct broker *b, struct subscription *sub)
 {
 	if (!sub)
 		return;
+	budget_refund(&b->budget, sub->budget_bytes);
 	deadline_remove(b, sub);
 	if (sub->reserved)
 		deadlines_release(b);

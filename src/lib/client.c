@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,44 @@ int client_fail(struct expbus *bus, int err, const char *fmt, ...)
 	return err;
 }
 
+/* Why connect() to path failed, in words a person can act on. The
+ * kernel says ECONNREFUSED both for a socket nobody listens on and for a
+ * path that is no socket at all: lstat tells them apart. */
+static int connect_failed(struct expbus *bus, int err)
+{
+	const char *path = bus->socket_path;
+	struct stat st;
+
+	if (err == -EACCES || err == -EPERM)
+		return client_fail(
+		    bus, err,
+		    "permission denied on the broker's socket %s: it admits "
+		    "only the user expbusd runs as (and its --group, if "
+		    "given); run as that user or start expbusd with --group",
+		    path);
+	if (err == -ENOENT)
+		return client_fail(bus, err,
+				   "no broker socket at %s (is expbusd running "
+				   "with --socket %s?)",
+				   path, path);
+	if (err == -ECONNREFUSED && lstat(path, &st) == 0 &&
+	    !S_ISSOCK(st.st_mode))
+		return client_fail(bus, -ENOTSOCK,
+				   "%s is not a socket but a %s: give the "
+				   "broker's --socket path",
+				   path,
+				   S_ISREG(st.st_mode)	 ? "regular file"
+				   : S_ISDIR(st.st_mode) ? "directory"
+							 : "special file");
+	if (err == -ECONNREFUSED)
+		return client_fail(bus, err,
+				   "no broker listens on %s (expbusd stopped "
+				   "or died and left its socket behind)",
+				   path);
+	return client_fail(bus, err, "cannot reach the broker at %s: %s", path,
+			   strerror(-err));
+}
+
 int client_connect(struct expbus *bus)
 {
 	return client_connect_flags(bus, 0);
@@ -89,11 +128,7 @@ int client_connect_flags(struct expbus *bus, int sock_flags)
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = -errno;
 		(void)close(fd);
-		return client_fail(
-		    bus, err,
-		    "cannot reach the broker at %s: %s (is expbusd "
-		    "running with --socket %s?)",
-		    bus->socket_path, strerror(-err), bus->socket_path);
+		return connect_failed(bus, err);
 	}
 	return fd;
 }
@@ -160,15 +195,15 @@ int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 
 static ssize_t reply_error(struct expbus *bus, const void *buf, size_t len)
 {
-	const struct msg_error *e = buf;
+	const char *text;
+	size_t text_len;
 	int error;
 
-	if (len < sizeof(*e) || e->text_len != len - sizeof(*e))
+	if (proto_decode_error(buf, len, &error, &text, &text_len) < 0)
 		return client_fail(bus, -EPROTO,
 				   "malformed error reply from broker");
-	error = e->error > 0 && e->error < 4096 ? e->error : EPROTO;
-	return client_fail(bus, -error, "broker refused: %.*s",
-			   (int)e->text_len, (const char *)(e + 1));
+	return client_fail(bus, -error, "broker refused: %.*s", (int)text_len,
+			   text);
 }
 
 ssize_t client_reply(struct expbus *bus, int sock, int want, void *reply,

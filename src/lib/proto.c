@@ -1,6 +1,7 @@
 /* proto.c — control messages: framing checks, and sendmsg/recvmsg with
  * SCM_RIGHTS. Decoding of bodies stays with whoever owns their meaning. */
 #include "proto.h"
+#include "schema.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,6 +22,8 @@ static char socket_sync;
 #define SOCKET_RELEASE() ((void)0)
 #define SOCKET_ACQUIRE() ((void)0)
 #endif
+
+_Static_assert(PROTO_MAX_SCHEMA == SCHEMA_TEXT_MAX, "schema text limit");
 
 void proto_header(struct msg_header *h, enum msg_type type, size_t length)
 {
@@ -78,6 +81,87 @@ int proto_check_name(const char name[NAME_MAX_LEN], int may_be_empty)
 		      c == '-'))
 			return -EINVAL;
 	}
+	return 0;
+}
+
+int proto_check_attach(const void *buf, size_t len, int nfds, char *err,
+		       size_t errlen)
+{
+	const struct msg_attach *m = buf;
+
+	if (len < sizeof(*m) || m->schema_len != len - sizeof(*m) ||
+	    m->schema_len >= PROTO_MAX_SCHEMA) {
+		snprintf(err, errlen,
+			 "attach request of %zu bytes does not match its "
+			 "schema length",
+			 len);
+		return -EBADMSG;
+	}
+	if ((m->flags & ~ATTACH_RESUME) ||
+	    !(m->flags & ATTACH_RESUME) != (nfds == 0) || nfds > 1) {
+		snprintf(err, errlen,
+			 "attach flags 0x%x do not match the %d fd(s) sent",
+			 m->flags, nfds);
+		return -EBADMSG;
+	}
+	if (proto_check_name(m->stream, 0) < 0) {
+		snprintf(err, errlen,
+			 "stream name must be 1-63 characters of letters, "
+			 "digits, '_', '.' and '-'");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int proto_check_subscribe(const void *buf, size_t len, char *err, size_t errlen)
+{
+	const struct msg_subscribe *m = buf;
+	const char *why = NULL;
+
+	if (len < sizeof(*m) || m->n_games > PROTO_MAX_FILTER ||
+	    m->n_players > PROTO_MAX_FILTER ||
+	    len != sizeof(*m) + 4ull * (m->n_games + m->n_players)) {
+		snprintf(err, errlen,
+			 "subscribe request of %zu bytes does not match its "
+			 "filter lengths",
+			 len);
+		return -EBADMSG;
+	}
+	if (proto_check_name(m->stream, 0) < 0)
+		why = "stream name must be 1-63 characters of letters, digits, "
+		      "'_', '.' and '-'";
+	else if (proto_check_name(m->group, 1) < 0)
+		why = "group name must be up to 63 characters of letters, "
+		      "digits, '_', '.' and '-'";
+	else if (m->batch_size > PROTO_MAX_BATCH_SIZE)
+		why = "batch_size must be at most 65536";
+	else if (m->max_delay_us > PROTO_MAX_DELAY_US)
+		why = "max_delay_us must be at most 60 s";
+	else if (m->batch_slots && (m->batch_slots < 2 ||
+				    m->batch_slots > PROTO_MAX_BATCH_SLOTS ||
+				    (m->batch_slots & (m->batch_slots - 1))))
+		why = "batch_slots must be a power of two from 2 to 1024";
+	else if (m->policy > EXPBUS_LOSSY)
+		why = "policy must be 0 (lossless) or 1 (lossy)";
+	else if (m->flags & ~EXPBUS_SUBSCRIBE_CHECKSUM)
+		why = "unknown subscription flags";
+	if (why) {
+		snprintf(err, errlen, "%s", why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int proto_decode_error(const void *buf, size_t len, int *error,
+		       const char **text, size_t *text_len)
+{
+	const struct msg_error *e = buf;
+
+	if (len < sizeof(*e) || e->text_len != len - sizeof(*e))
+		return -EBADMSG;
+	*error = e->error > 0 && e->error < 4096 ? e->error : EPROTO;
+	*text = (const char *)(e + 1);
+	*text_len = e->text_len;
 	return 0;
 }
 
@@ -156,11 +240,13 @@ ssize_t proto_recv(int sock, void *buf, size_t cap, int *fds, int *nfds)
 	}
 	if (nfds)
 		*nfds = seen > kept ? seen : kept;
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) {
+	/* An empty message reads like a hang-up: the caller will treat it as
+	 * one and never look at fds, so none may survive it. */
+	if (n == 0 || (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
 		proto_close_fds(fds, kept);
 		if (nfds)
 			*nfds = 0;
-		return -EMSGSIZE;
+		return n == 0 ? 0 : -EMSGSIZE;
 	}
 	return n;
 }

@@ -17,6 +17,12 @@
 #define PROTO_MAX_FDS	 4
 #define PROTO_MAX_FILTER 1024 /* game or player ids in one filter */
 #define PROTO_ERROR_TEXT 1024
+#define PROTO_MAX_SCHEMA 8192 /* schema text in ATTACH, SCHEMA_TEXT_MAX */
+
+/* Limits of a SUBSCRIBE request (docs/protocol.md). */
+#define PROTO_MAX_BATCH_SIZE  65536
+#define PROTO_MAX_BATCH_SLOTS 1024
+#define PROTO_MAX_DELAY_US    60000000u
 
 enum msg_type {
 	MSG_ATTACH = 1,	   /* producer: stream + schema -> ring */
@@ -119,6 +125,23 @@ void proto_header(struct msg_header *h, enum msg_type type, size_t length);
  * message in err. */
 int proto_check(const void *buf, size_t len, char *err, size_t errlen);
 
+/* The body checks of a received message whose header proto_check
+ * accepted (buf aligned for the message struct, len bytes). Each returns
+ * 0; -EBADMSG when the framing is broken (inner lengths that do not add
+ * up, flags that do not match the fds: a protocol violation); or -EINVAL
+ * when the request is well-formed but its values cannot be served (an
+ * error reply). A message in err either way. They read nothing but buf:
+ * pure functions, fuzzed by tests/fuzz/fuzz_proto.c. */
+int proto_check_attach(const void *buf, size_t len, int nfds, char *err,
+		       size_t errlen);
+int proto_check_subscribe(const void *buf, size_t len, char *err,
+			  size_t errlen);
+
+/* Decodes an ERROR reply: its errno (positive, EPROTO if out of range) and
+ * text. Returns 0 or -EBADMSG when its lengths do not add up. */
+int proto_decode_error(const void *buf, size_t len, int *error,
+		       const char **text, size_t *text_len);
+
 /* Checks that a fixed-size name field is NUL-terminated, non-empty and made
  * of [A-Za-z0-9_.-]. Returns 0 or -EINVAL. */
 int proto_check_name(const char name[NAME_MAX_LEN], int may_be_empty);
@@ -128,8 +151,10 @@ int proto_send(int sock, const void *msg, size_t len, const int *fds, int nfds);
 
 /* Receives one message into buf (cap bytes) and the fds that came with it
  * (CLOEXEC; at most PROTO_MAX_FDS are kept, the rest closed, and *nfds set
- * past PROTO_MAX_FDS to tell). Returns the length, 0 on hang-up, -EMSGSIZE
- * when the message or its fds were truncated, or -errno. */
+ * past PROTO_MAX_FDS to tell). Returns the length, 0 on hang-up or an
+ * empty message, -EMSGSIZE when the message or its fds were truncated, or
+ * -errno. With 0 and -EMSGSIZE every received fd is already closed and
+ * *nfds is 0. */
 ssize_t proto_recv(int sock, void *buf, size_t cap, int *fds, int *nfds);
 
 /* Sends MSG_ERROR with error (positive errno) and printf-style text. */
