@@ -217,7 +217,8 @@ Test(group, games_that_end_are_forgotten_200000_leave_memory_flat,
 				expbus_release(m[i], b);
 			}
 		}
-	cr_assert_eq(got, 2ull * games);
+	cr_assert_eq(got, 2ull * games, "the members got %llu of %llu records",
+		     (unsigned long long)got, 2ull * games);
 	end = broker_anon_kb();
 	cr_log_info("broker RssAnon %ld kB after 20,000 games, %ld kB after "
 		    "%u",

@@ -69,7 +69,6 @@ static int snapshot(const struct stats_segment *seg, struct stats_sub *out)
 		    atomic_load_explicit(&s->published, memory_order_relaxed);
 		out->batches[EXPBUS_FLUSH_FULL] = atomic_load_explicit(
 		    &s->batches[EXPBUS_FLUSH_FULL], memory_order_relaxed);
-		atomic_thread_fence(memory_order_acquire);
 		if (!(s1 & 1) &&
 		    atomic_load_explicit(&seg->seq, memory_order_relaxed) == s1)
 			return 0;

@@ -66,8 +66,10 @@ void stats_source_close(struct stats_source *src)
 
 static uint64_t ld(const _Atomic uint64_t *c)
 {
-	/* Relaxed: the broker promises each counter whole, nothing more. */
-	return atomic_load_explicit(c, memory_order_relaxed);
+	/* Acquire: pairs with the broker's store-release of each counter
+	 * (src/broker/stats.c), so that seq, loaded after, is at least the
+	 * window this value was written in. */
+	return atomic_load_explicit(c, memory_order_acquire);
 }
 
 /* in_use and the identity fields are plain words the broker writes when
@@ -238,15 +240,14 @@ int stats_view_take(const struct stats_segment *seg, struct stats_view *v)
 	if (err < 0)
 		return err;
 	/* The reader half of the segment's seqlock (src/broker/stats.c):
-	 * the acquire load pairs with the broker's store-release that ends
-	 * a window, the acquire fence with the release fence that opens
-	 * one. A broker that died inside a window leaves seq odd: after a
-	 * while, take what is there. */
+	 * the first load (acquire) pairs with the broker's store-release
+	 * that ends a window; the counters' acquire loads keep the second
+	 * load of seq after them. A broker that died inside a window leaves
+	 * seq odd: after a while, take what is there. */
 	for (int tries = 0;; tries++) {
 		uint64_t s1 =
 		    atomic_load_explicit(&seg->seq, memory_order_acquire);
 		take_once(seg, v);
-		atomic_thread_fence(memory_order_acquire);
 		if ((!(s1 & 1) && atomic_load_explicit(
 				      &seg->seq, memory_order_relaxed) == s1) ||
 		    tries >= 10000)

@@ -131,7 +131,6 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 		   const struct expbus_record_header *hdr, uint64_t seq,
 		   uint32_t source, const uint8_t *data)
 {
-	const struct schema *s = &sub->stream->schema;
 	const uint64_t *off = sub->col_offset;
 	uint32_t i;
 	uint8_t *slot;
@@ -154,10 +153,28 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 	((uint32_t *)(slot + off[4]))[i] = hdr->player;
 	((uint32_t *)(slot + off[5]))[i] = hdr->turn;
 	((uint32_t *)(slot + off[6]))[i] = hdr->flags;
-	for (uint32_t f = 0; f < s->nfields; f++) {
-		uint32_t size = sub->col_size[HEADER_COLUMNS + f];
-		memcpy(slot + off[HEADER_COLUMNS + f] + (uint64_t)i * size,
-		       data + s->fields[f].offset, size);
+	for (uint32_t f = 0; f < sub->n_plan; f++) {
+		const struct copy_op *op = &sub->plan[f];
+		uint8_t *dst = slot + op->dst + (uint64_t)i * op->size;
+		const uint8_t *src = data + op->src;
+
+		/* Constant sizes compile to plain moves; others call memcpy. */
+		switch (op->size) {
+		case 4:
+			memcpy(dst, src, 4);
+			break;
+		case 8:
+			memcpy(dst, src, 8);
+			break;
+		case 16:
+			memcpy(dst, src, 16);
+			break;
+		case 32:
+			memcpy(dst, src, 32);
+			break;
+		default:
+			memcpy(dst, src, op->size);
+		}
 	}
 	if (sub->open_count == sub->batch_size)
 		batch_publish(b, sub, EXPBUS_FLUSH_FULL);

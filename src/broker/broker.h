@@ -113,6 +113,14 @@ struct subscription {
 	uint32_t col_size[MAX_COLUMNS];
 	uint32_t ncolumns;
 	uint32_t record_bytes; /* sum of col_size: one record in a batch */
+	/* The copy plan, made at subscribe time: per schema field, where it
+	 * is in a record's data and where its column starts in a batch. */
+	struct copy_op {
+		uint64_t dst;  /* column offset in the batch slot */
+		uint32_t src;  /* offset in the record's data */
+		uint32_t size; /* bytes per record */
+	} plan[MAX_FIELDS];
+	uint32_t n_plan;
 	struct stats_sub *st, *pub, mine; /* as in struct producer */
 	bool dirty;
 	/* Per batch slot, what its last published batch held, for the lag

@@ -200,6 +200,12 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 		sub->col_size[i] = cols[i].elem_size;
 		sub->record_bytes += cols[i].elem_size;
 	}
+	sub->n_plan = sub->stream->schema.nfields;
+	for (uint32_t f = 0; f < sub->n_plan; f++) {
+		sub->plan[f].dst = cols[HEADER_COLUMNS + f].offset;
+		sub->plan[f].src = sub->stream->schema.fields[f].offset;
+		sub->plan[f].size = cols[HEADER_COLUMNS + f].elem_size;
+	}
 	/* FUTURE_WRITE after our own writable mmap: we keep writing, every
 	 * other holder of the fd can only map it read-only. */
 	e = shm_seal(fd, SHM_SEALS_READONLY);

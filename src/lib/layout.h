@@ -209,7 +209,7 @@ struct stats_segment {
 	_Atomic uint64_t loops;
 	_Atomic uint64_t sleeps;
 	_Atomic uint64_t unclaimed;
-	_Atomic uint64_t violations; /* peers disconnected for the protocol */
+	_Atomic uint64_t violations;  /* peers disconnected for the protocol */
 	_Atomic uint64_t ring_visits; /* rings looked at by the data path */
 	/* Sequence counter around every update (a seqlock, like the perf
 	 * mmap page): odd while the broker writes. A reader loads it
