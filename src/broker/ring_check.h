@@ -17,9 +17,9 @@ struct ring_copy {
 	uint32_t capacity;
 	uint32_t slot_size;
 	uint32_t data_size;
+	uint32_t producer_id; /* the ring's for life (layout 2); never 0 */
 	uint64_t schema_hash;
 	uint64_t data_offset;
-	uint32_t producer_id; /* the ring's for life (layout 2); never 0 */
 	uint64_t head; /* cons.pos: records the previous broker took */
 	uint64_t tail; /* prod.pos: records the producer committed */
 };

@@ -101,13 +101,13 @@ SCHEMA = {
 }
 
 
-def ring(magic=0x52425845, version=1, size=256 + 64 * 296, capacity=64,
-         slot=296, data=264, h=0x1234, offset=256, head=0, tail=0,
+def ring(magic=0x52425845, version=2, size=256 + 64 * 296, capacity=64,
+         slot=296, data=264, producer_id=7, h=0x1234, offset=256, head=0, tail=0,
          seg_size=None, want_slot=296, want_data=264, want_h=0x1234):
     """A struct ring_copy then a struct ring_expect (fuzz_ring.c)."""
     seg_size = size if seg_size is None else seg_size
-    return (struct.pack("<IIQIII4xQQQQ", magic, version, size, capacity,
-                        slot, data, h, offset, head, tail)
+    return (struct.pack("<IIQIIIIQQQQ", magic, version, size, capacity,
+                        slot, data, producer_id, h, offset, head, tail)
             + struct.pack("<QIIQII", seg_size, want_slot, want_data, want_h,
                           16, 1 << 24))
 
@@ -125,7 +125,8 @@ RING = {
     "offset_moved": ring(offset=0),
     "size_lies": ring(size=1 << 30),
     "bad_magic": ring(magic=0),
-    "bad_version": ring(version=2),
+    "bad_version": ring(version=1),
+    "producer_id_zero": ring(producer_id=0),
     "other_schema": ring(h=0x9999),
     "overflow_product": ring(capacity=1 << 24, slot=2**32 - 8,
                              want_slot=2**32 - 8, size=2**64 - 1),
