@@ -5,10 +5,10 @@ multiprocessing.Queue; the trainer process gets them and checks every
 byte. The records are the ones `expbus pub` writes (tools/pattern.h: the
 32-byte header, then splitmix64 words), generated and checked with numpy
 a record at a time. perf/run runs it; prints one JSON line like
-`expbus sub --report`.
+`expbus check --report`.
 
 Rates count whole records (32-byte header + data) from the first record
-the trainer gets to the last, as `expbus sub` counts.
+the trainer gets to the last, as `expbus check` counts.
 
     /usr/bin/python3 perf/mpqueue.py --producers 8 --count 20000 --record-size 64
 """

@@ -6,7 +6,7 @@
  * Forks N producers; each attaches, reports ready, waits for the go, then
  * writes pattern.h records at --rate for --duration. This process
  * subscribes and checks every record (header, data, order per producer) as
- * `expbus sub` does, and samples the broker (whose pid it is given):
+ * `expbus check` does, and samples the broker (whose pid it is given):
  * CPU from /proc/PID/schedstat (ns on CPU), memory from /proc/PID/status
  * and the memfd mappings in /proc/PID/maps; and the producers' CPU the same
  * way; the broker's loop passes and sleeps from its stats segment.

@@ -1,11 +1,11 @@
 /* unix_socket.c — the baseline a user would write without expbus: N
  * producer processes writev() the same records `expbus pub` makes (header
  * and pattern.h data) over one Unix stream socket each to a reader process
- * that read()s them and checks every byte as `expbus sub` does. perf/run
- * compares expbus with it; one JSON line like `expbus sub --report`.
+ * that read()s them and checks every byte as `expbus check` does. perf/run
+ * compares expbus with it; one JSON line like `expbus check --report`.
  *
  * Rates count whole records (32-byte header + data) from the first byte
- * read to the last record checked, as `expbus sub` counts from its first
+ * read to the last record checked, as `expbus check` counts from its first
  * batch to its last. */
 #include <errno.h>
 #include <getopt.h>

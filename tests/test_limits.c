@@ -67,6 +67,7 @@ static struct ring_copy good_ring(void)
 	    .capacity = 64,
 	    .slot_size = 296,
 	    .data_size = 264,
+	    .producer_id = 7,
 	    .schema_hash = 0x1234,
 	    .data_offset = 256,
 	};
@@ -118,6 +119,10 @@ Test(ring_check, impossible_headers_are_refused_with_the_reason)
 	c = good_ring();
 	c.size = 1u << 30;
 	cr_assert_eq(ring_copy_check(&c, &want, err, sizeof(err)), -EINVAL);
+	c = good_ring();
+	c.producer_id = 0; /* ids survive restarts: no broker gives 0 */
+	cr_assert_eq(ring_copy_check(&c, &want, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "producer id 0"), "%s", err);
 	c = good_ring();
 	c.schema_hash = 7;
 	cr_assert_eq(ring_copy_check(&c, &want, err, sizeof(err)), -EINVAL);

@@ -18,8 +18,8 @@ from expbus_harness import Broker, broker_fixture, finish  # noqa: E402
 
 SOAK = os.environ.get("EXPBUS_SOAK") == "1"
 SCALE = 12 if SOAK else 1
-# The pattern checker, one name (`expbus sub` becomes `expbus check`).
-CHECK = "sub"
+# The pattern checker.
+CHECK = "check"
 # Limits short enough for a test to see them act.
 BROKER_ARGS = ("--idle-timeout-ms", "1000", "--stream-linger-ms", "200",
                "--shm-budget", "256M")
