@@ -8,7 +8,7 @@ import pytest
 
 import expbus
 from expbus import _atomic
-from conftest import check_batch_pattern, finish
+from reader_helpers import check_batch_pattern, finish
 
 
 def no_library():

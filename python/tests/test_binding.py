@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import expbus
-from conftest import finish, pattern_data, pattern_header
+from reader_helpers import finish, pattern_data, pattern_header
 
 pytestmark = pytest.mark.binding
 

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from conftest import PY, ROOT, build_dir, child_env
+from reader_helpers import PY, ROOT, build_dir, child_env
 
 pytest.importorskip("torch")
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import expbus
-from conftest import check_batch_pattern, finish
+from reader_helpers import check_batch_pattern, finish
 
 SCHEMA = "obs f32[8,8]; action i32; reward f32"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import expbus
-from conftest import build_dir
+from reader_helpers import build_dir
 
 
 def restart(broker):

@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 from torch.utils.data import DataLoader  # noqa: E402
 
 from expbus.torch import ExperienceDataset  # noqa: E402
-from conftest import finish, pattern_data  # noqa: E402
+from reader_helpers import finish, pattern_data  # noqa: E402
 
 import expbus  # noqa: E402
 
