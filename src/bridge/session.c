@@ -463,9 +463,6 @@ static struct session *find_locked(struct server *srv, const char *id)
  * needs to shape arrays before the first batch. */
 static void describe_columns(struct session *s)
 {
-	/* A batch of no records: expbus_batch_column_at reads only its
-	 * count; the column's data pointer is never used. */
-	static const struct expbus_batch none;
 	size_t len = 0, cap = sizeof(s->columns);
 
 	s->columns[0] = '\0';
@@ -474,7 +471,7 @@ static void describe_columns(struct session *s)
 		const char *dt;
 		int n;
 
-		if (expbus_batch_column_at(s->consumer, &none, i, &col) < 0)
+		if (expbus_consumer_column_at(s->consumer, i, &col) < 0)
 			continue;
 		dt = expbus_dtype_name(col.dtype);
 		n = snprintf(

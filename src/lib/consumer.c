@@ -638,6 +638,24 @@ const char *expbus_consumer_column_name(const struct expbus_consumer *c, int i)
 	return g->seg->columns[i].name;
 }
 
+int expbus_consumer_column_at(const struct expbus_consumer *c, int i,
+			      struct expbus_column *col)
+{
+	const struct generation *g = c->last ? c->last : c->old[c->n_old - 1];
+	const struct column_desc *d;
+
+	if (i < 0 || (uint32_t)i >= g->seg->ncolumns)
+		return -ENOENT;
+	d = &g->seg->columns[i];
+	col->data = NULL;
+	col->dtype = (enum expbus_dtype)d->dtype;
+	col->ndim = d->ndim;
+	memcpy(col->shape, d->shape, sizeof(col->shape));
+	col->elem_size = d->elem_size;
+	col->count = 0;
+	return 0;
+}
+
 int expbus_batch_column_at(const struct expbus_consumer *c,
 			   const struct expbus_batch *batch, int i,
 			   struct expbus_column *col)
