@@ -314,8 +314,8 @@ EXPBUS_API int expbus_batch_column_at(const struct expbus_consumer *c,
 /* Describes column i without a batch (dtype, ndim, shape, elem_size; data
  * NULL, count 0), e.g. to announce the columns before the first batch.
  * Returns 0, or -ENOENT when i is out of range. */
-EXPBUS_API int expbus_consumer_column_at(const struct expbus_consumer *c,
-					 int i, struct expbus_column *col);
+EXPBUS_API int expbus_consumer_column_at(const struct expbus_consumer *c, int i,
+					 struct expbus_column *col);
 
 /* Records this subscriber lost to a full ring (lossy policy) so far,
  * including drops while no batch was published, summed over every broker

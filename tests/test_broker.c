@@ -157,6 +157,40 @@ Test(broker, records_arrive_as_columns_with_their_header)
 	expbus_free(bus);
 }
 
+Test(broker, a_consumer_describes_its_columns_before_any_batch)
+{
+	struct expbus *bus;
+	struct expbus_producer *p;
+	struct expbus_consumer *c;
+	struct expbus_subscribe_options o = {.batch_size = 4};
+	struct expbus_column col;
+	int n, obs = -1;
+
+	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0,
+		     "%s", expbus_last_error(bus));
+	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0, "%s",
+		     expbus_last_error(bus));
+	n = expbus_consumer_columns(c);
+	cr_assert_gt(n, 2, "the header columns and the fields");
+	for (int i = 0; i < n; i++)
+		if (!strcmp(expbus_consumer_column_name(c, i), "obs"))
+			obs = i;
+	cr_assert_geq(obs, 0);
+	cr_assert_eq(expbus_consumer_column_at(c, obs, &col), 0);
+	cr_assert_eq(col.dtype, EXPBUS_DTYPE_F32);
+	cr_assert_eq(col.ndim, 1);
+	cr_assert_eq(col.shape[0], 4);
+	cr_assert_eq(col.elem_size, 16);
+	cr_assert_eq(col.count, 0);
+	cr_assert_null(col.data);
+	cr_assert_eq(expbus_consumer_column_at(c, n, &col), -ENOENT);
+	cr_assert_eq(expbus_consumer_column_at(c, -1, &col), -ENOENT);
+	expbus_consumer_close(c);
+	expbus_producer_close(p);
+	expbus_free(bus);
+}
+
 Test(broker, a_schema_mismatch_names_the_field_that_differs)
 {
 	struct expbus *bus;

@@ -488,8 +488,8 @@ void broker_close(struct broker *b)
 		struct stat st;
 
 		(void)close(b->listen_fd);
-		/* systemd's socket is systemd's; and only the socket this broker
-		 * bound, never what another put at the path since. */
+		/* systemd's socket is systemd's; and only the socket this
+		 * broker bound, never what another put at the path since. */
 		if (!b->cfg.activated && lstat(b->cfg.socket_path, &st) == 0 &&
 		    S_ISSOCK(st.st_mode) && st.st_dev == b->sock_dev &&
 		    st.st_ino == b->sock_ino)
