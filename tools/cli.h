@@ -3,7 +3,10 @@
 #ifndef EXPBUS_TOOLS_CLI_H
 #define EXPBUS_TOOLS_CLI_H
 
+#include <signal.h>
 #include <stdint.h>
+
+#include "expbus.h"
 
 #define EXIT_USAGE  2 /* bad command line */
 #define EXIT_BROKER 3 /* no broker, or it refused or went away */
@@ -23,6 +26,15 @@ int cmd_top(const char *socket, int argc, char **argv);
  * EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Subscribes to stream with so, retrying every 5 ms while the broker or
+ * the stream is not there yet, for up to wait_ms or until *stop is set.
+ * On failure prints "expbus CMD: subscribing to ..." with the broker's
+ * reason on stderr. Returns 0 or -errno. */
+int cli_subscribe(const char *cmd, struct expbus *bus, const char *stream,
+		  const struct expbus_subscribe_options *so, uint32_t wait_ms,
+		  const volatile sig_atomic_t *stop,
+		  struct expbus_consumer **c);
 
 /* CLOCK_MONOTONIC in nanoseconds and in seconds. */
 uint64_t cli_now_ns(void);

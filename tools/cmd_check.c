@@ -647,28 +647,6 @@ static void check_batch(struct sub_state *st, const struct expbus_batch *b)
 		st->flush[b->flush_reason]++;
 }
 
-static int subscribe(struct expbus *bus, const struct sub_opts *o,
-		     struct expbus_consumer **c)
-{
-	uint64_t deadline = cli_now_ns() + (uint64_t)o->wait_ms * 1000000u;
-	int err;
-
-	for (;;) {
-		err = expbus_subscribe(bus, o->stream, &o->so, c);
-		if (err != -ENOENT && err != -ECONNREFUSED)
-			break;
-		if (stop || cli_now_ns() >= deadline)
-			break;
-		(void)usleep(5000);
-	}
-	if (err < 0)
-		fprintf(stderr, "expbus check: subscribing to '%s' at %s: %s\n",
-			o->stream, expbus_socket_path(bus),
-			expbus_last_error(bus)[0] ? expbus_last_error(bus)
-						  : strerror(-err));
-	return err;
-}
-
 /* {"key":count,...} sorted by key: the pairs are taken from the hash
  * map and sorted once, O(n log n) for millions of game ids. */
 static int print_counts(FILE *f, const struct counts *m)
@@ -875,7 +853,8 @@ int cmd_check(const char *socket, int argc, char **argv)
 		expbus_free(bus);
 		return 1;
 	}
-	err = subscribe(bus, &o, &st.c);
+	err = cli_subscribe("check", bus, o.stream, &o.so, o.wait_ms, &stop,
+			    &st.c);
 	if (err < 0) {
 		state_free(&st, &o);
 		expbus_free(bus);

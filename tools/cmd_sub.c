@@ -245,28 +245,6 @@ static void print_batch(struct sub *s, const struct expbus_batch *b)
 	s->printed += n;
 }
 
-static int subscribe(struct expbus *bus, const struct sub_opts *o,
-		     struct expbus_consumer **c)
-{
-	uint64_t deadline = cli_now_ns() + (uint64_t)o->wait_ms * 1000000u;
-	int err;
-
-	for (;;) {
-		err = expbus_subscribe(bus, o->stream, &o->so, c);
-		if (err != -ENOENT && err != -ECONNREFUSED)
-			break;
-		if (stop || cli_now_ns() >= deadline)
-			break;
-		(void)usleep(10000);
-	}
-	if (err < 0)
-		fprintf(stderr, "expbus sub: subscribing to '%s' at %s: %s\n",
-			o->stream, expbus_socket_path(bus),
-			expbus_last_error(bus)[0] ? expbus_last_error(bus)
-						  : strerror(-err));
-	return err;
-}
-
 struct rates {
 	uint64_t records, bytes, batches, last_records, last_bytes;
 	uint64_t last_ns;
@@ -540,7 +518,8 @@ int cmd_sub(const char *socket, int argc, char **argv)
 		status = EXIT_BROKER;
 		goto out;
 	}
-	if (subscribe(bus, &o, &s.c) < 0) {
+	if (cli_subscribe("sub", bus, o.stream, &o.so, o.wait_ms, &stop, &s.c) <
+	    0) {
 		status = EXIT_BROKER;
 		goto out;
 	}

@@ -1,10 +1,12 @@
 /* expbus.c — the entry of the expbus tool: global options, dispatch to the
  * subcommands (cmd_*.c), and the option-value parsers they share. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "expbus.h"
@@ -133,6 +135,29 @@ int main(int argc, char **argv)
 	argc -= optind;
 	optind = 0;
 	return cmd->run(socket, argc, argv);
+}
+
+int cli_subscribe(const char *cmd, struct expbus *bus, const char *stream,
+		  const struct expbus_subscribe_options *so, uint32_t wait_ms,
+		  const volatile sig_atomic_t *stop, struct expbus_consumer **c)
+{
+	uint64_t deadline = cli_now_ns() + (uint64_t)wait_ms * 1000000u;
+	int err;
+
+	for (;;) {
+		err = expbus_subscribe(bus, stream, so, c);
+		if (err != -ENOENT && err != -ECONNREFUSED)
+			break;
+		if (*stop || cli_now_ns() >= deadline)
+			break;
+		(void)usleep(5000);
+	}
+	if (err < 0)
+		fprintf(stderr, "expbus %s: subscribing to '%s' at %s: %s\n",
+			cmd, stream, expbus_socket_path(bus),
+			expbus_last_error(bus)[0] ? expbus_last_error(bus)
+						  : strerror(-err));
+	return err;
 }
 
 uint64_t cli_now_ns(void)
