@@ -63,6 +63,15 @@ class HostileBroker(Broker):
                 + "\n".join(os.listdir(f"/proc/{self.proc.pid}/fd")))
             time.sleep(0.1)
 
+    def wait_log(self, text, timeout=15):
+        """Waits until the broker's log says text (a stream appearing,
+        say), so that a peer started next does not race it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert time.monotonic() < deadline, (
+                f"the broker never logged {text!r}\n" + self.log()[-3000:])
+            time.sleep(0.02)
+
     def disconnected(self, pid, timeout=15):
         """Waits for the log line that says pid was disconnected, and
         returns it (it names the reason)."""

@@ -43,6 +43,8 @@ def test_release_page_scribbler_is_disconnected(broker, tmp_path):
     # Its stream needs records for releases to matter.
     feed = broker.start("pub", "--stream", "hostile", "--count", "0",
                         "--rate", "500", "--nonblock")
+    # The scribbler subscribes to the feed's stream: let it exist first.
+    broker.wait_log("attached to 'hostile'")
     bad = run_peer(broker, "scribble-release", "hostile", SECS)
     line = broker.disconnected(bad.pid)
     rc, out, err = finish(bad)
@@ -219,8 +221,8 @@ print(alive)
 
 
 def test_a_wakeup_thief_does_not_delay_honest_records(broker, tmp_path):
-    """Owned by the doorbell work: every peer its own wakeup fds. Fails
-    until that work is merged (the thief reads the broker's own eventfd)."""
+    """Every peer has wakeup fds of its own (the doorbell work): a thief
+    that reads every eventfd it was given takes nobody else's wakeups."""
     base = broker.baseline()
     honest = Honest(broker, tmp_path, records=1000, rate=200)
     bad = run_peer(broker, "thief", "hostile", SECS + 2)
