@@ -12,6 +12,7 @@
 #include "batch.h"
 #include "clock.h"
 #include "deadlines.h"
+#include "hold.h"
 #include "stats.h"
 #include "stream.h"
 
@@ -102,6 +103,9 @@ void batch_publish(struct broker *b, struct subscription *sub,
 	batch->dropped_total = sub->dropped_total;
 	batch->publish_ns = broker_now(); /* not the pass's start: later */
 	note_release(b, sub); /* before this slot's note is overwritten */
+	/* Its records hold their rings' heads no longer; the heads move at
+	 * the next hold_release_heads, after the commit below. */
+	hold_drop_open(b, sub);
 	if (sub->notes) {
 		sub->notes[sub->ring.pos & sub->ring.mask].since_ns =
 		    sub->open_since_ns;
@@ -129,7 +133,7 @@ void batch_publish(struct broker *b, struct subscription *sub,
 
 void batch_deliver(struct broker *b, struct subscription *sub,
 		   const struct expbus_record_header *hdr, uint64_t seq,
-		   uint32_t source, const uint8_t *data)
+		   uint32_t source, struct producer *src, const uint8_t *data)
 {
 	const uint64_t *off = sub->col_offset;
 	uint32_t i;
@@ -156,28 +160,36 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 	for (uint32_t f = 0; f < sub->n_plan; f++) {
 		const struct copy_op *op = &sub->plan[f];
 		uint8_t *dst = slot + op->dst + (uint64_t)i * op->size;
-		const uint8_t *src = data + op->src;
+		const uint8_t *from = data + op->src;
 
 		/* Constant sizes compile to plain moves; others call memcpy. */
 		switch (op->size) {
 		case 4:
-			memcpy(dst, src, 4);
+			memcpy(dst, from, 4);
 			break;
 		case 8:
-			memcpy(dst, src, 8);
+			memcpy(dst, from, 8);
 			break;
 		case 16:
-			memcpy(dst, src, 16);
+			memcpy(dst, from, 16);
 			break;
 		case 32:
-			memcpy(dst, src, 32);
+			memcpy(dst, from, 32);
 			break;
 		default:
-			memcpy(dst, src, op->size);
+			memcpy(dst, from, op->size);
 		}
 	}
+	hold_take(sub, i, src, seq);
 	if (sub->open_count == sub->batch_size)
 		batch_publish(b, sub, EXPBUS_FLUSH_FULL);
+}
+
+void batch_discard(struct broker *b, struct subscription *sub)
+{
+	hold_drop_open(b, sub);
+	sub->open = NULL;
+	deadline_remove(b, sub);
 }
 
 /* Shutting down: publish every partial batch. */
@@ -218,6 +230,7 @@ uint64_t batch_flush_due(struct broker *b, uint64_t now, bool all)
 
 	if (all) {
 		stream_each_subscription(b, flush_drain, b);
+		hold_release_heads(b);
 		return UINT64_MAX;
 	}
 	/* Only the batches that are due, earliest first. */
@@ -227,5 +240,6 @@ uint64_t batch_flush_due(struct broker *b, uint64_t now, bool all)
 		else
 			batch_publish(b, sub, EXPBUS_FLUSH_TIMEOUT);
 	}
+	hold_release_heads(b);
 	return sub ? due : UINT64_MAX;
 }

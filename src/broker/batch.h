@@ -14,10 +14,14 @@ bool batch_has_room(struct broker *b, struct subscription *sub);
 /* Reads and validates the release counter; -EPROTO marks sub dead. */
 int batch_check_release(struct broker *b, struct subscription *sub);
 /* Copies one record into sub's open batch (opening one: the caller made
- * sure of room) and publishes the batch when it is full. */
+ * sure of room) and publishes the batch when it is full. seq is the
+ * record's position in the ring of producer id source; while the batch is
+ * open the record holds src's head there (src NULL: it holds nothing). */
 void batch_deliver(struct broker *b, struct subscription *sub,
 		   const struct expbus_record_header *hdr, uint64_t seq,
-		   uint32_t source, const uint8_t *data);
+		   uint32_t source, struct producer *src, const uint8_t *data);
+/* Forgets sub's open batch unpublished (its records went elsewhere). */
+void batch_discard(struct broker *b, struct subscription *sub);
 /* Publishes sub's open batch and wakes its subscriber if it sleeps. */
 void batch_publish(struct broker *b, struct subscription *sub,
 		   enum expbus_flush_reason why);

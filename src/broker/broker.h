@@ -68,7 +68,15 @@ struct producer {
 	uint64_t news_ns;   /* when records were last taken */
 	struct producer_ring *seg;
 	size_t seg_size;
-	struct ring ring; /* broker is the consumer */
+	/* The broker is the consumer. ring.pos is the shared head: what the
+	 * game may overwrite. taken (>= ring.pos) is how far the broker has
+	 * read and routed; the records between are held by open batches or
+	 * wait for the next hold_release_heads (hold.c). */
+	struct ring ring;
+	uint64_t taken;
+	uint16_t *holds; /* per slot: open batches holding its record */
+	uint64_t n_held; /* sum of holds */
+	bool queued;	 /* in broker.moved: its head may move */
 	/* Its counters, kept here and published by stats_publish once per
 	 * pass: st points at mine, pub at its slot in the stats segment. */
 	struct stats_producer *st, *pub, mine;
@@ -103,6 +111,9 @@ struct subscription {
 	struct release_page *rel;
 	struct ring ring; /* broker is the producer */
 	uint8_t *open;	  /* batch slot being filled, NULL if none */
+	/* Per record of the open batch, the producer whose head it holds
+	 * (NULL: none, e.g. a record re-routed from a published batch). */
+	struct producer **open_src;
 	uint32_t heap_at; /* in broker.heap while open, else NOT_QUEUED */
 	bool reserved;	  /* holds a place in broker.heap's capacity */
 	uint32_t open_count;
@@ -220,6 +231,10 @@ struct broker {
 	struct producer **active;
 	uint32_t n_active, cap_active;
 	uint32_t n_producers; /* all of them, active or parked */
+	/* Producers whose head may move at the next hold_release_heads;
+	 * room for every producer (grown with active). */
+	struct producer **moved;
+	uint32_t n_moved;
 	/* The broker's own counters and the objects whose counters changed
 	 * since the last stats_publish. */
 	struct broker_counters {

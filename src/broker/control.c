@@ -447,9 +447,12 @@ void control_reap(struct broker *b)
 			continue;
 		for (uint32_t j = 0; j < s->n_producers;) {
 			struct producer *p = s->producers[j];
+			/* Dead and all taken: its head no longer matters (no
+			 * one will hand its ring over again). */
 			if (p->broken ||
 			    (p->dead &&
-			     ring_consumer_ready(&p->ring, 0, 1) == 0)) {
+			     ring_consumer_ready(
+				 &p->ring, p->taken - p->ring.pos, 1) == 0)) {
 				producer_close(b, p);
 				continue;
 			}

@@ -501,6 +501,8 @@ void broker_close(struct broker *b)
 	doorbell_free_all(b); /* their polls are gone with the ring */
 	free(b->active);
 	b->active = NULL;
+	free(b->moved);
+	b->moved = NULL;
 	deadlines_free(b);
 	if (b->signal_fd >= 0)
 		(void)close(b->signal_fd);

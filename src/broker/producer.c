@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "doorbell.h"
+#include "hold.h"
 #include "producer.h"
 #include "ring_check.h"
 #include "segments.h"
@@ -193,6 +194,7 @@ static void producer_unmap(struct broker *b, struct producer *p)
 	if (p->space_fd >= 0)
 		(void)close(p->space_fd);
 	budget_refund(&b->budget, p->budget_bytes);
+	free(p->holds);
 	free(p);
 }
 
@@ -217,12 +219,17 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 	if (b->cap_active <= b->n_producers) {
 		uint32_t more = b->cap_active ? b->cap_active * 2 : 64;
 		struct producer **a = realloc(b->active, sizeof(*a) * more);
-		if (!a) {
+		struct producer **m;
+
+		if (a)
+			b->active = a;
+		m = a ? realloc(b->moved, sizeof(*m) * more) : NULL;
+		if (!m) {
 			snprintf(err, errlen, "broker out of memory");
 			producer_unmap(b, p);
 			return -ENOMEM;
 		}
-		b->active = a;
+		b->moved = m;
 		b->cap_active = more;
 	}
 	p->doorbell = doorbell_new(b, DOORBELL_PRODUCER, p);
@@ -238,6 +245,10 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 	} else {
 		e = new_ring(b, s, cap, p, ring_fd, err, errlen);
 	}
+	if (e == 0 && hold_init(p) < 0) {
+		snprintf(err, errlen, "broker out of memory");
+		e = -ENOMEM;
+	}
 	if (e < 0) {
 		if (*ring_fd >= 0)
 			(void)close(*ring_fd);
@@ -245,6 +256,7 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 		producer_unmap(b, p);
 		return e;
 	}
+	p->taken = p->ring.pos;
 	b->n_producers++;
 	*out = p;
 	return 0;
@@ -253,6 +265,7 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 void producer_free(struct broker *b, struct producer *p)
 {
 	producer_deactivate(b, p);
+	hold_forget_producer(b, p);
 	b->n_producers--;
 	stream_remove_producer(p->stream, p);
 	stats_forget_producer(b, p);
@@ -287,9 +300,10 @@ void producer_deactivate(struct broker *b, struct producer *p)
 bool producer_park(struct broker *b, struct producer *p)
 {
 	/* The sleeper half of ring.c's protocol, per ring: flag up, fence,
-	 * look at the tail once more. A commit after that look sees the flag
-	 * and rings the doorbell. */
-	if (ring_consumer_prepare_sleep(&p->ring, 0) != 0) {
+	 * look at the tail once more (past what was taken). A commit after
+	 * that look sees the flag and rings the doorbell. */
+	if (ring_consumer_prepare_sleep(&p->ring, p->taken - p->ring.pos) !=
+	    0) {
 		/* News after all (or an impossible tail, which the data path
 		 * reports): stay active, flag down. */
 		ring_consumer_sleep_done(&p->ring);

@@ -9,6 +9,7 @@
 
 #include "batch.h"
 #include "group.h"
+#include "hold.h"
 #include "producer.h"
 #include "pump.h"
 #include "stats.h"
@@ -95,10 +96,15 @@ static bool reroute(struct broker *b, struct consumer_group *g,
 {
 	struct expbus_record_header hdr;
 	struct subscription *to;
+	struct producer *src;
 	uint32_t source;
 	uint64_t seq;
 
 	gather(dead, slot, i, &hdr, &seq, &source, data);
+	/* A record of dead's open batch holds its ring's head, and holds it
+	 * in the batch it goes to now; one from a published batch holds
+	 * nothing (it was published: the reader dedups it). */
+	src = slot == dead->open ? hold_of(dead, i) : NULL;
 	to = member_for_game(b, g, hdr.game);
 	if (!to || !filter_match(&to->filter, &hdr))
 		return true;
@@ -110,7 +116,7 @@ static bool reroute(struct broker *b, struct consumer_group *g,
 		batch_dropped(b, to);
 		return true;
 	}
-	batch_deliver(b, to, &hdr, seq, source, data);
+	batch_deliver(b, to, &hdr, seq, source, src, data);
 	if (hdr.flags & (EXPBUS_RECORD_DONE | EXPBUS_RECORD_TRUNCATED))
 		group_forget_game(g, hdr.game);
 	return true;
@@ -155,7 +161,7 @@ static bool drain_orphans(struct broker *b, struct consumer_group *g)
 		memmove(&g->orphans[0], &g->orphans[1],
 			sizeof(*g->orphans) * (g->n_orphans - 1));
 		g->n_orphans--;
-		dead->open = NULL; /* its records went to the others */
+		batch_discard(b, dead); /* its records went to the others */
 		subscription_free(b, dead);
 		if (g->n_orphans) {
 			g->orphan_pos = g->orphans[0]->ring.cached;
@@ -226,7 +232,7 @@ static bool route(struct broker *b, struct stream *s, struct producer *p,
 	}
 	for (uint32_t i = 0; i < n; i++) {
 		if (room[i]) {
-			batch_deliver(b, to[i], hdr, seq, p->id, data);
+			batch_deliver(b, to[i], hdr, seq, p->id, p, data);
 		} else {
 			batch_dropped(b, to[i]);
 		}
@@ -249,11 +255,13 @@ static void producer_violation(struct broker *b, struct producer *p)
 	b->count.violations++;
 }
 
-/* Takes up to BROKER_CHUNK records from p. Returns how many. */
+/* Takes up to BROKER_CHUNK records from p, past those it took before (the
+ * head moves at hold_release_heads). Returns how many. */
 static uint32_t pump_producer(struct broker *b, struct stream *s,
 			      struct producer *p)
 {
-	int avail = ring_consumer_ready(&p->ring, 0, BROKER_CHUNK);
+	int avail =
+	    ring_consumer_ready(&p->ring, p->taken - p->ring.pos, BROKER_CHUNK);
 	uint32_t taken = 0;
 
 	if (avail < 0) {
@@ -262,7 +270,7 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 	}
 	p->stalled = false;
 	while (taken < (uint32_t)avail) {
-		uint64_t seq = p->ring.pos + taken;
+		uint64_t seq = p->taken + taken;
 		const struct expbus_record_header *rec =
 		    ring_slot(&p->ring, seq);
 		struct expbus_record_header hdr;
@@ -283,19 +291,12 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 		}
 		taken++;
 	}
-	/* A producer asleep on a full ring is woken once half of it is free,
-	 * not at the first free slot: it then writes many records per
-	 * wakeup instead of one. Its flag stays up until then, and the ring
-	 * drains to that level unless a lossless subscriber holds it back, in
-	 * which case there is nothing to wake it for. */
-	if (taken && ring_consumer_release(&p->ring, taken) &&
-	    ring_consumer_cached_fill(&p->ring) <= p->ring.capacity / 2) {
-		uint64_t one = 1;
-		(void)!write(p->space_fd, &one, sizeof(one));
+	if (taken) {
+		p->taken += taken;
+		hold_queue(b, p);
 	}
 	stat_add(&p->st->records_in, taken);
 	stat_add(&s->st->records_in, taken);
-	stat_set(&p->st->head, p->ring.pos);
 	stat_set(&p->st->tail_seen, p->ring.cached);
 	stats_touch_producer(b, p);
 	stats_touch_stream(b, s);
@@ -390,6 +391,9 @@ int pump_all(struct broker *b)
 		    !producer_park(b, p))
 			i++;
 	}
+	/* Batches published in this pass and records taken that no open
+	 * batch holds: the heads move now, once per ring. */
+	hold_release_heads(b);
 	return (int)work;
 }
 

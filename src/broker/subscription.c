@@ -9,6 +9,7 @@
 
 #include "deadlines.h"
 #include "doorbell.h"
+#include "hold.h"
 #include "segments.h"
 #include "shm.h"
 #include "stats.h"
@@ -101,6 +102,12 @@ int subscription_new(struct broker *b, struct stream *s,
 		goto fail;
 	}
 	sub->noted = sub->ring.cached;
+	sub->open_src = calloc(sub->batch_size, sizeof(*sub->open_src));
+	if (!sub->open_src) {
+		snprintf(err, errlen, "broker out of memory");
+		e = -ENOMEM;
+		goto fail;
+	}
 	*out = sub;
 	return 0;
 fail:
@@ -122,6 +129,8 @@ void subscription_free(struct broker *b, struct subscription *sub)
 	if (sub->reserved)
 		deadlines_release(b);
 	doorbell_close(b, sub->doorbell);
+	if (sub->open_src)
+		hold_drop_open(b, sub);
 	if (sub->open && sub->open_count) {
 		sub->dropped_total += sub->open_count;
 		if (sub->st)
@@ -136,5 +145,6 @@ void subscription_free(struct broker *b, struct subscription *sub)
 	free(sub->filter.games);
 	free(sub->filter.players);
 	free(sub->notes);
+	free(sub->open_src);
 	free(sub);
 }

@@ -1,0 +1,144 @@
+/* hold.c — what open batches hold in producer rings, and the heads that
+ * move past the rest: the broker reads a ring ahead of its head (taken),
+ * and the shared head is the oldest record taken that an open batch still
+ * holds, or all that was taken. Each record counts the open batches that
+ * hold it (one counter per ring slot), so taking, publishing and moving a
+ * head cost O(records), never O(rings x subscriptions). */
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "hold.h"
+#include "stats.h"
+
+int hold_init(struct producer *p)
+{
+	p->holds = calloc(p->ring.capacity, sizeof(*p->holds));
+	return p->holds ? 0 : -ENOMEM;
+}
+
+void hold_take(struct subscription *sub, uint32_t i, struct producer *p,
+	       uint64_t pos)
+{
+	sub->open_src[i] = p;
+	if (!p)
+		return;
+	/* At most two holders per subscription and record (a dead group
+	 * member's open batch and the member its records go to), so a
+	 * uint16_t does not overflow with STATS_MAX_SUBS subscriptions. */
+	p->holds[pos & p->ring.mask]++;
+	p->n_held++;
+}
+
+struct producer *hold_of(const struct subscription *sub, uint32_t i)
+{
+	return sub->open ? sub->open_src[i] : NULL;
+}
+
+void hold_queue(struct broker *b, struct producer *p)
+{
+	if (p->queued)
+		return;
+	p->queued = true;
+	b->moved[b->n_moved++] = p;
+}
+
+void hold_drop_open(struct broker *b, struct subscription *sub)
+{
+	const uint64_t *seq;
+	struct producer *last = NULL;
+
+	if (!sub->open)
+		return;
+	/* The positions are the batch's own seq column: the broker wrote it
+	 * and is its only writer (the batch ring is sealed against the
+	 * subscriber's writes). */
+	seq = (const uint64_t *)(sub->open + sub->col_offset[0]);
+	for (uint32_t i = 0; i < sub->open_count; i++) {
+		struct producer *p = sub->open_src[i];
+
+		if (!p)
+			continue;
+		p->holds[seq[i] & p->ring.mask]--;
+		p->n_held--;
+		if (p != last)
+			hold_queue(b, p);
+		last = p;
+		sub->open_src[i] = NULL;
+	}
+}
+
+static void release_head(struct broker *b, struct producer *p)
+{
+	uint64_t head = p->ring.pos;
+
+	if (!p->n_held)
+		head = p->taken;
+	else /* each position is passed once: O(records) overall */
+		while (head != p->taken && !p->holds[head & p->ring.mask])
+			head++;
+	if (head == p->ring.pos)
+		return;
+	/* A producer asleep on a full ring is woken once half of it is free,
+	 * not at the first free slot: it then writes many records per
+	 * wakeup instead of one. Its flag stays up until then; the head
+	 * moves again at the next publish or pass. */
+	if (ring_consumer_release(&p->ring, head - p->ring.pos) &&
+	    ring_consumer_cached_fill(&p->ring) <= p->ring.capacity / 2) {
+		uint64_t one = 1;
+		(void)!write(p->space_fd, &one, sizeof(one));
+	}
+	stat_set(&p->st->head, p->ring.pos);
+	stats_touch_producer(b, p);
+}
+
+void hold_release_heads(struct broker *b)
+{
+	for (uint32_t i = 0; i < b->n_moved; i++) {
+		struct producer *p = b->moved[i];
+
+		p->queued = false;
+		if (!p->broken)
+			release_head(b, p);
+	}
+	b->n_moved = 0;
+}
+
+static void forget_in(struct subscription *sub, const struct producer *p)
+{
+	if (!sub->open)
+		return;
+	for (uint32_t i = 0; i < sub->open_count; i++)
+		if (sub->open_src[i] == p)
+			sub->open_src[i] = NULL;
+}
+
+void hold_forget_producer(struct broker *b, struct producer *p)
+{
+	struct stream *s = p->stream;
+
+	if (p->queued) {
+		for (uint32_t i = 0; i < b->n_moved; i++) {
+			if (b->moved[i] == p) {
+				b->moved[i] = b->moved[--b->n_moved];
+				break;
+			}
+		}
+		p->queued = false;
+	}
+	if (!p->n_held)
+		return;
+	/* Rare (a producer freed while open batches hold its records: it
+	 * broke the protocol), so a walk over its stream is fine. */
+	for (uint32_t i = 0; i < s->n_subs; i++)
+		forget_in(s->subs[i], p);
+	for (uint32_t g = 0; g < s->n_groups; g++) {
+		struct consumer_group *grp = s->groups[g];
+
+		for (uint32_t i = 0; i < grp->n_members; i++)
+			forget_in(grp->members[i], p);
+		for (uint32_t i = 0; i < grp->n_orphans; i++)
+			forget_in(grp->orphans[i], p);
+	}
+	p->n_held = 0;
+}
