@@ -111,6 +111,7 @@ Test(broker, records_arrive_as_columns_with_their_header)
 					     .max_delay_us = 20000};
 	const struct expbus_batch *b;
 	struct expbus_column obs, action, seq, game, source, turn;
+	uint32_t id = 0;
 	int got = 0;
 
 	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
@@ -147,7 +148,11 @@ Test(broker, records_arrive_as_columns_with_their_header)
 			cr_assert_eq(((const uint32_t *)game.data)[i], 3);
 			cr_assert_eq(((const uint32_t *)turn.data)[i],
 				     (uint32_t)got);
-			cr_assert_eq(((const uint32_t *)source.data)[i], 1);
+			/* One producer: one id, never 0. */
+			if (!id)
+				id = ((const uint32_t *)source.data)[i];
+			cr_assert_neq(id, 0u);
+			cr_assert_eq(((const uint32_t *)source.data)[i], id);
 		}
 		cr_assert_eq(expbus_release(c, b), 0);
 		cr_assert_eq(expbus_release(c, b), -EINVAL, "released twice");
@@ -607,7 +612,7 @@ Test(broker, a_killed_producer_s_committed_records_all_arrive)
 		     0);
 	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
 	expbus_producer_close(creator);
-	cr_assert(broker_log_has(&tb, "producer 1 freed", 5000));
+	cr_assert(broker_log_has(&tb, " freed after ", 5000));
 	fds = broker_fd_count(&tb);
 	maps = broker_map_count(&tb);
 	pid = spawn_producer(pr, 0, 1, UINT64_MAX);

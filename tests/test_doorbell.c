@@ -161,6 +161,8 @@ Test(doorbell, an_idle_ring_that_gets_a_record_is_noticed_without_a_scan)
 					     .max_delay_us = 1000000};
 	struct expbus_consumer *c;
 
+	static uint32_t ids[N_RINGS]; /* the source seen per ring */
+
 	attach_all();
 	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
 	srand(7);
@@ -175,8 +177,16 @@ Test(doorbell, an_idle_ring_that_gets_a_record_is_noticed_without_a_scan)
 		/* batch_size 1: delivered at once, not by the 1 s timer */
 		cr_assert_eq(drain(c, 1, &source), 1u,
 			     "the record in ring %d never came", i);
-		/* A fresh broker numbers producers from 1 as they attach. */
-		cr_assert_eq(source, (uint32_t)i + 1);
+		/* Each ring's records carry its producer id, one per ring. */
+		cr_assert_neq(source, 0u);
+		if (!ids[i])
+			for (int j = 0; j < N_RINGS; j++)
+				cr_assert_neq(ids[j], source,
+					      "rings %d and %d share id %u", i,
+					      j, source);
+		cr_assert(!ids[i] || ids[i] == source,
+			  "ring %d: id %u, then %u", i, ids[i], source);
+		ids[i] = source;
 		usleep(20000);
 		v1 = visits();
 		cr_assert_leq(v1 - v0, 10,

@@ -50,6 +50,8 @@ FLUSH_DRAIN = 3
 RECORD_DONE = 1 << 0
 RECORD_TRUNCATED = 1 << 1
 SUBSCRIBE_CHECKSUM = 1 << 0
+# proto.h: a consumer subscribing again after its broker went away.
+SUBSCRIBE_RESUMING = 1 << 31
 
 # Seals (linux/fcntl.h); F_SEAL_FUTURE_WRITE is not in Python's fcntl.
 F_SEAL_SEAL = getattr(fcntl, "F_SEAL_SEAL", 0x0001)

@@ -537,10 +537,11 @@ class Subscription:
                         (delay_us, "max_delay"), (min_turn, "min_turn")):
             if not 0 <= v < 1 << 32:
                 raise ValueError(f"{what} out of range: {v}")
-        self._req = P.subscribe_request(
+        self._req_args = (
             sname, gname, batch_size, delay_us, batch_slots, _policy(policy),
             min_turn, P.SUBSCRIBE_CHECKSUM if checksum else 0,
             _ids(games, "game"), _ids(players, "player"))
+        self._req = P.subscribe_request(*self._req_args)
         try:
             self._ring = self._subscribe(wait)
         except BaseException:
@@ -663,6 +664,11 @@ class Subscription:
     def _resubscribe(self):
         """One try to get the subscription back from a restarted broker;
         True when served again. Refusals other than "not there yet" raise."""
+        # The restarted broker holds the stream for as many subscribers as
+        # the last one had: this one says it is one of them.
+        a = self._req_args
+        self._req = P.subscribe_request(*a[:7], a[7] | P.SUBSCRIBE_RESUMING,
+                                        *a[8:])
         try:
             ring = self._subscribe(0)
         except (BrokerGone, BrokerRefused) as e:

@@ -185,10 +185,14 @@ struct stream {
 	struct stats_stream *st, *pub, mine; /* as in struct producer */
 	bool dirty, published; /* published: its names are in the segment */
 	bool stalled; /* a group's orphaned records are waiting for room */
-	/* After a producer resumed its ring with a restarted broker: until
-	 * then, without subscribers, its records wait rather than go
-	 * unclaimed. */
+	/* After a producer resumed its ring with a restarted broker, the
+	 * stream's records wait (until hold_until_ns at most) for the
+	 * subscriptions the previous broker had: subs_before, the most any
+	 * resumed ring said (ring header `subscriptions`), of which
+	 * subs_back subscribed again saying they resume. With none known,
+	 * the first subscription ends the wait. 0: no wait. */
 	uint64_t hold_until_ns;
+	uint32_t subs_before, subs_back;
 	/* Since when it has had no producer and no subscriber (0: in use);
 	 * freed after --stream-linger-ms. */
 	uint64_t unused_since_ns;
@@ -212,6 +216,8 @@ struct broker_config {
 	uint64_t idle_timeout_ns;   /* for a connection without a request */
 	uint32_t max_conns_per_uid; /* control connections of one uid */
 	uint64_t stream_linger_ns;  /* an unused stream lives this long */
+	uint64_t resume_hold_ns;    /* longest wait for subscribers after a
+				       restart (stream.c) */
 };
 
 struct broker {
@@ -249,7 +255,6 @@ struct broker {
 	struct subscription **heap;
 	uint32_t n_heap, cap_heap, n_heap_reserved;
 	bool reap_pending; /* a producer or subscription may need reaping */
-	uint32_t next_producer_id;
 	uint32_t next_sub_id;
 	struct stats_segment *stats;
 	size_t stats_size;

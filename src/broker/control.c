@@ -19,8 +19,6 @@
 #include "stream.h"
 #include "subscription.h"
 
-#define RESUME_GRACE_NS (2ull * 1000000000u)
-
 static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 			  size_t len, int resume_fd)
 {
@@ -90,11 +88,6 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		}
 		created = true;
 	}
-	if (resume_fd >= 0 && !s->n_subs && !s->n_groups) {
-		/* A broker that restarted: give trainers a moment to come
-		 * back before records no one subscribed to are consumed. */
-		s->hold_until_ns = b->now_ns + RESUME_GRACE_NS;
-	}
 	e = producer_new(b, s, cap, resume_fd, &p, &fds[0], err, sizeof(err));
 	if (e < 0) {
 		proto_send_error(c->fd, -e, "%s", err);
@@ -108,6 +101,16 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		producer_free(b, p);
 		goto out;
 	}
+	/* A broker that restarted (adopt_ring read how many subscriptions
+	 * the last one had): the stream waits for them to subscribe again,
+	 * or, none known, for a first subscriber, before records are routed
+	 * without them. */
+	if (resume_fd >= 0 && !s->hold_until_ns && b->cfg.resume_hold_ns &&
+	    (s->subs_before ? s->subs_back < s->subs_before
+			    : !s->n_subs && !s->n_groups))
+		s->hold_until_ns = b->now_ns + b->cfg.resume_hold_ns;
+	stream_note_subscriptions(b,
+				  s); /* into this ring too, before the reply */
 	memset(&p->mine, 0, sizeof(p->mine));
 	p->mine.id = p->id;
 	p->mine.stream_id = s->id;
@@ -219,6 +222,9 @@ static void handle_subscribe(struct broker *b, struct conn *c, const void *buf,
 	memcpy(sub->mine.group, m->group, sizeof(sub->mine.group));
 	sub->mine.in_use = 1;
 	stats_claim_sub(b, sub, st);
+	if (m->flags & SUBSCRIBE_RESUMING)
+		s->subs_back++;
+	stream_note_subscriptions(b, s); /* before the reply */
 	sub->conn = c;
 	c->kind = CONN_SUBSCRIBER;
 	c->sub = sub;
@@ -377,12 +383,16 @@ static void producer_close(struct broker *b, struct producer *p)
 
 static void subscription_gone(struct broker *b, struct subscription *sub)
 {
+	struct stream *s = sub->stream;
+
 	sub->conn = NULL;
 	sub->dead = true;
 	/* Where it had got to: its release counter, if that is possible. */
 	(void)ring_producer_free(&sub->ring, 0, UINT64_MAX);
-	if (!stream_remove_subscription(b, sub->stream, sub))
+	if (!stream_remove_subscription(b, s, sub))
 		subscription_free(b, sub);
+	stream_note_subscriptions(
+	    b, s); /* one fewer to wait for after a restart */
 }
 
 void control_hangup(struct broker *b, struct conn *c)

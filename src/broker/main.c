@@ -36,6 +36,11 @@ static const char usage[] =
     "                         (default 1024)\n"
     "      --stream-linger-ms N  free a stream N ms after its last producer\n"
     "                         and subscriber left (default 60000)\n"
+    "      --resume-hold-ms N  after a restart, a stream whose producers\n"
+    "                         hand their rings over waits until the\n"
+    "                         subscribers it had are back (they resubscribe\n"
+    "                         by themselves), at most N ms (default 5000;\n"
+    "                         0: does not wait)\n"
     "      --group-idle-s N   a subscription group forgets a game (which\n"
     "                         member has it) after N s without a record;\n"
     "                         it always does at the game's DONE or\n"
@@ -112,6 +117,7 @@ int main(int argc, char **argv)
 	    {"idle-timeout-ms", required_argument, NULL, 'I'},
 	    {"max-conns-per-uid", required_argument, NULL, 'U'},
 	    {"stream-linger-ms", required_argument, NULL, 'L'},
+	    {"resume-hold-ms", required_argument, NULL, 'H'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -127,6 +133,7 @@ int main(int argc, char **argv)
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
 	b->cfg.group_idle_ns = 600ull * 1000000000u;
+	b->cfg.resume_hold_ns = 5000ull * 1000000u;
 	b->cfg.log_level = LOG_INFO;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -181,6 +188,11 @@ int main(int argc, char **argv)
 			if (parse_size(optarg, &v) < 0 || v > 86400000)
 				return bad("--stream-linger-ms", optarg);
 			b->cfg.stream_linger_ns = v * 1000000u;
+			break;
+		case 'H':
+			if (parse_size(optarg, &v) < 0 || v > 600000)
+				return bad("--resume-hold-ms", optarg);
+			b->cfg.resume_hold_ns = v * 1000000u;
 			break;
 		case 'i': {
 			char *end;

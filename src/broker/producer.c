@@ -43,6 +43,36 @@ static struct producer *ring_owner(struct broker *b, dev_t dev, ino_t ino)
 	return NULL;
 }
 
+/* Whether a producer of this broker has id (one still draining counts). */
+static bool id_live(struct broker *b, uint32_t id)
+{
+	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
+		struct stream *s = b->streams[i];
+
+		for (uint32_t j = 0; s && j < s->n_producers; j++)
+			if (s->producers[j]->id == id)
+				return true;
+	}
+	return false;
+}
+
+/* The id of a new ring: the low 32 bits of its memfd's inode number. The
+ * kernel numbers shmem inodes (memfds, SysV shm, shared anonymous maps)
+ * from one counter that only grows, so the id differs from that of every
+ * ring still alive - a ring whose game waits to hand it to a broker that
+ * is not there yet included - and from every id readers have seen, until
+ * that counter has gone 2^32 further (docs/protocol.md, Recovery). A live
+ * id (only after such a wrap, or from a ring of an older broker) or 0
+ * moves on to the next free id. */
+static uint32_t fresh_id(struct broker *b, ino_t ino)
+{
+	uint32_t id = (uint32_t)ino;
+
+	while (id == 0 || id_live(b, id))
+		id++;
+	return id;
+}
+
 /* Takes over a ring that a previous broker gave this producer: the records
  * it committed and that broker never took are delivered from here. The
  * segment is checked like any received fd; its header is read once into
@@ -64,6 +94,7 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 	struct producer_ring *seg;
 	struct ring_copy copy;
 	struct stat st;
+	uint32_t subs;
 	size_t size;
 	void *addr;
 	int e;
@@ -104,10 +135,27 @@ static int adopt_ring(struct broker *b, struct stream *s, int fd,
 		return e;
 	}
 	/* The ring keeps its producer id across brokers (issue 9): readers
-	 * drop the (id, seq) they already delivered. */
+	 * drop the (id, seq) they already delivered. So an id that is live
+	 * here is refused: its records would pass for the other's. */
+	if (id_live(b, copy.producer_id)) {
+		snprintf(err, errlen,
+			 "the ring to resume names producer id %u, which is "
+			 "another live producer's",
+			 copy.producer_id);
+		shm_unmap(addr, size);
+		return -EBUSY;
+	}
 	p->id = copy.producer_id;
-	if (p->id > b->next_producer_id)
-		b->next_producer_id = p->id;
+	/* The subscriptions its stream had with the broker that wrote
+	 * this: the stream waits for them (stream.c). Read once and
+	 * clamped; anyone with the ring can write it, which only makes the
+	 * wait longer, up to --resume-hold-ms. Relaxed: no data hangs on it
+	 * (stream_note_subscriptions stores it). */
+	subs = atomic_load_explicit(&seg->subscriptions, memory_order_relaxed);
+	if (subs > STATS_MAX_SUBS)
+		subs = STATS_MAX_SUBS;
+	if (subs > s->subs_before)
+		s->subs_before = subs;
 	p->seg = seg;
 	p->seg_size = size;
 	p->ring_dev = st.st_dev;
@@ -179,10 +227,17 @@ static int new_ring(struct broker *b, struct stream *s, uint32_t cap,
 			 cap, strerror(-e));
 		return e;
 	}
-	if (fstat(*ring_fd, &st) == 0) {
-		p->ring_dev = st.st_dev;
-		p->ring_ino = st.st_ino;
+	if (fstat(*ring_fd, &st) < 0) {
+		e = -errno;
+		snprintf(err, errlen, "fstat of a new ring: %s", strerror(-e));
+		return e;
 	}
+	p->ring_dev = st.st_dev;
+	p->ring_ino = st.st_ino;
+	/* The header is the broker's to write until the reply hands the
+	 * ring out: no one else has its fd yet. */
+	p->id = fresh_id(b, st.st_ino);
+	p->seg->producer_id = p->id;
 	return 0;
 }
 
@@ -210,8 +265,7 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 		snprintf(err, errlen, "broker out of memory");
 		return -ENOMEM;
 	}
-	p->id = ++b->next_producer_id;
-	p->stream = s;
+	p->stream = s; /* p->id: the ring's (adopt_ring, new_ring) */
 	p->active_at = NOT_ACTIVE;
 	p->space_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	/* Room in the active set for every producer: activating never

@@ -327,18 +327,14 @@ void pump_refresh_tails(struct broker *b)
 }
 
 /* Stream-wide work before its rings: a resumed stream waiting for its
- * subscribers, a dead group member's records to hand on first. Sets
+ * lossless subscribers, a dead group member's records to hand on first. Sets
  * s->stalled when the stream's rings must wait. */
 static void pump_stream(struct broker *b, struct stream *s)
 {
 	s->stalled = false;
-	if (s->hold_until_ns) {
-		if ((!s->n_subs && !s->n_groups) &&
-		    b->now_ns < s->hold_until_ns) {
-			s->stalled = true; /* the loop wakes within 200 ms */
-			return;
-		}
-		s->hold_until_ns = 0;
+	if (stream_held(b, s)) {
+		s->stalled = true; /* the loop wakes within 200 ms */
+		return;
 	}
 	for (uint32_t i = 0; i < s->n_groups; i++) {
 		if (!drain_orphans(b, s->groups[i])) {

@@ -202,6 +202,67 @@ void stream_each_subscription(struct broker *b,
 	}
 }
 
+static uint32_t count_live(struct subscription *const *subs, uint32_t n)
+{
+	uint32_t k = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		if (!subs[i]->dead)
+			k++;
+	return k;
+}
+
+void stream_note_subscriptions(struct broker *b, struct stream *s)
+{
+	uint32_t n = count_live(s->subs, s->n_subs);
+
+	/* A stopping broker's subscribers hang up to come back to the next
+	 * one: they stay counted. */
+	if (b->stopping)
+		return;
+	for (uint32_t g = 0; g < s->n_groups; g++)
+		n += count_live(s->groups[g]->members, s->groups[g]->n_members);
+	/* While the stream waits, those not back yet still count: a broker
+	 * killed now leaves the same wait to the next one. */
+	if (s->hold_until_ns && s->subs_before > s->subs_back)
+		n += s->subs_before - s->subs_back;
+	for (uint32_t i = 0; i < s->n_producers; i++) {
+		struct producer *p = s->producers[i];
+
+		/* Relaxed: a count for the next broker, no data hangs on it;
+		 * the broker's stores are all in memory if it is killed
+		 * (SIGKILL cannot reorder what a thread already stored). */
+		if (p->seg && !p->broken)
+			atomic_store_explicit(&p->seg->subscriptions, n,
+					      memory_order_relaxed);
+	}
+}
+
+bool stream_held(struct broker *b, struct stream *s)
+{
+	bool back;
+
+	if (!s->hold_until_ns)
+		return false;
+	back = s->subs_before ? s->subs_back >= s->subs_before
+			      : s->n_subs || s->n_groups;
+	if (!back && b->now_ns < s->hold_until_ns)
+		return true;
+	if (s->subs_before)
+		log_info(b,
+			 "stream '%s': %u of the %u subscribers the last "
+			 "broker had are back%s; its records flow again",
+			 s->name, back ? s->subs_before : s->subs_back,
+			 s->subs_before,
+			 back ? "" : " (--resume-hold-ms is up)");
+	else
+		log_info(b, "stream '%s': %s; its records flow again", s->name,
+			 back ? "a subscriber came" : "--resume-hold-ms is up");
+	s->hold_until_ns = 0;
+	stream_note_subscriptions(b, s);
+	return false;
+}
+
 static bool stream_unused(const struct stream *s)
 {
 	if (s->n_producers || s->n_subs)

@@ -38,4 +38,14 @@ void stream_each_subscription(struct broker *b,
 /* Every group of every stream forgets its games silent for idle_ns. */
 void stream_expire_games(struct broker *b, uint64_t idle_ns);
 
+/* Writes into every producer ring of s how many subscriptions it has
+ * (with those a restarted broker still waits for), for the broker that
+ * adopts the ring after a restart. Call it whenever that changes, before
+ * the reply that makes a subscription or a ring known. */
+void stream_note_subscriptions(struct broker *b, struct stream *s);
+/* Whether s still waits after a restart for the subscribers it had (or,
+ * none known, for a first subscription), within --resume-hold-ms; ends
+ * the wait otherwise. */
+bool stream_held(struct broker *b, struct stream *s);
+
 #endif

@@ -385,8 +385,12 @@ static int retire(struct expbus_consumer *c)
 static int resubscribe(struct expbus_consumer *c)
 {
 	struct generation *g;
-	int err = subscribe_once(c, &g);
+	int err;
 
+	/* The restarted broker holds the stream for as many subscribers
+	 * as the last one had: this is one of them. */
+	c->req.m.flags |= SUBSCRIBE_RESUMING;
+	err = subscribe_once(c, &g);
 	if (err < 0)
 		return err;
 	dedup_new_broker(&c->seen);

@@ -59,7 +59,14 @@ struct producer_ring {
 	uint8_t pad0[CACHE_LINE - 48];
 	struct ring_side prod; /* tail: records committed */
 	struct ring_side cons; /* head: records taken by the broker */
-	uint8_t pad1[CACHE_LINE];
+	/* Written by the broker only: the subscriptions of the ring's
+	 * stream (counting those a restarted broker still waits for), so
+	 * that the broker that adopts the ring after a restart holds the
+	 * stream until as many subscribers are back (docs/protocol.md,
+	 * Recovery). Was padding (0) before: a broker that does not write
+	 * it says "none known". */
+	_Atomic uint32_t subscriptions;
+	uint8_t pad1[CACHE_LINE - 4];
 };
 _Static_assert(sizeof(struct producer_ring) == 4 * CACHE_LINE, "producer_ring");
 _Static_assert(offsetof(struct producer_ring, prod) == 64, "prod side");

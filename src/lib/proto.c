@@ -143,7 +143,7 @@ int proto_check_subscribe(const void *buf, size_t len, char *err, size_t errlen)
 		why = "batch_slots must be a power of two from 2 to 1024";
 	else if (m->policy > EXPBUS_LOSSY)
 		why = "policy must be 0 (lossless) or 1 (lossy)";
-	else if (m->flags & ~EXPBUS_SUBSCRIBE_CHECKSUM)
+	else if (m->flags & ~(EXPBUS_SUBSCRIBE_CHECKSUM | SUBSCRIBE_RESUMING))
 		why = "unknown subscription flags";
 	if (why) {
 		snprintf(err, errlen, "%s", why);

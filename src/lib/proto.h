@@ -57,6 +57,12 @@ struct msg_attach {
 };
 _Static_assert(sizeof(struct msg_attach) == 96, "msg_attach");
 
+/* msg_subscribe.flags besides the public EXPBUS_SUBSCRIBE_*: a consumer
+ * that subscribes again after its broker went away says so, and a
+ * restarted broker counts them back (docs/protocol.md,
+ * Recovery). */
+#define SUBSCRIBE_RESUMING (1u << 31)
+
 /* Followed by n_games then n_players uint32_t ids. */
 struct msg_subscribe {
 	struct msg_header h;

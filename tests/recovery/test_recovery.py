@@ -36,20 +36,6 @@ PRODUCERS = 4
 RATE = 3000  # records/s per game
 
 
-# Why records can still be lost across a broker restart (issue 9), both on
-# the broker's side: (1) heads advance at publish (issue 9, Build item 1)
-# is not done yet, so the records of a batch still open when a broker is
-# SIGKILLed die with it; (2) a restarted broker delivers the records of
-# the first ring handed back to the subscriptions already back, before the
-# others resubscribe (a few ms later): those miss them, also with SIGTERM.
-BROKER_SIDE = (
-    "issue 9: lossless delivery across restarts needs the broker's side: "
-    "item 1 (heads advance at publish; open batches die with a SIGKILLed "
-    "broker) and a restarted broker holding resumed rings until the "
-    "earlier lossless subscriptions are back (they miss what it routes "
-    "before)")
-
-
 def exe(name):
     return str(harness.build_dir() / "tests" / name)
 
@@ -342,6 +328,9 @@ def test_every_record_arrives_once_across_broker_deaths(env, sig):
     assert kills == KILLS
     # Lossy: records it did not get are counted as dropped.
     assert lo["duplicates"] == 0 and lo["bad"] == 0, lo
+    # Lossless: every committed record exactly once, in per-producer order
+    # (the broker's side: heads advance at publish, a resumed stream waits
+    # for its lossless subscribers, fresh producer ids never collide).
     losses = [m for m in (check_exactly_once("C subscriber", c, count),
                           check_exactly_once("Python trainer", py, count))
               if m]
@@ -349,9 +338,4 @@ def test_every_record_arrives_once_across_broker_deaths(env, sig):
     if lossy_missing > lo["dropped"]:
         losses.append(f"lossy subscriber missed {lossy_missing} records "
                       f"and counted {lo['dropped']} dropped: {lo}")
-    if losses:
-        # Everything above is this side's (libexpbus, the Python reader):
-        # no duplicate, no corrupt record, identities kept, every reader
-        # and game carried on by itself. What is left is loss, and the
-        # broker decides that (see BROKER_SIDE).
-        pytest.xfail(BROKER_SIDE + "\n" + "\n".join(losses))
+    assert not losses, "\n".join(losses) + f"\nbroker log:\n{b.log()}"
