@@ -352,6 +352,112 @@ Test(recovery, records_in_an_open_batch_survive_a_broker_killed_with_SIGKILL)
 	expbus_free(bus);
 }
 
+/* Reads from c until it has seq up to want (exclusive), each once and in
+ * order from first. */
+static void read_seqs(struct expbus *bus, struct expbus_consumer *c,
+		      uint64_t first, uint64_t want)
+{
+	const struct expbus_batch *b;
+	uint64_t next = first;
+
+	while (next < want) {
+		cr_assert_eq(expbus_next_batch(c, 10000, &b), 0, "%s",
+			     expbus_last_error(bus));
+		for (uint32_t k = 0; k < b->count; k++, next++)
+			cr_assert_eq(col_u64(c, b, "seq", k), next,
+				     "seq %llu comes next",
+				     (unsigned long long)next);
+		expbus_release(c, b);
+	}
+}
+
+/* Issue 9: a restarted broker routes nothing before every subscription it
+ * had is back. The first comes back at once and gets nothing while the
+ * second is not back (--resume-hold-ms is 5 s); then both get every
+ * record committed meanwhile. */
+Test(recovery, a_restarted_broker_waits_for_every_subscriber_it_had)
+{
+	struct expbus_subscribe_options o = {.batch_size = 8,
+					     .max_delay_us = 2000};
+	struct expbus_producer *p;
+	struct expbus_consumer *c1, *c2;
+	const struct expbus_batch *b;
+	struct expbus *bus;
+
+	cr_assert_eq(expbus_new(tb.socket, &bus), 0);
+	cr_assert_eq(expbus_producer_attach(bus, "s", SCHEMA, NULL, &p), 0);
+	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c1), 0);
+	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c2), 0);
+	write_n(p, 0, 16);
+	read_seqs(bus, c1, 0, 16);
+	read_seqs(bus, c2, 0, 16);
+	broker_crash_and_restart(&tb);
+	wait_resumed(p);
+	write_n(p, 16, 16);
+	/* c1 subscribes again (within this call) and waits for c2. */
+	cr_assert_eq(expbus_next_batch(c1, 300, &b), -ETIMEDOUT,
+		     "records routed before every subscriber was back");
+	read_seqs(bus, c2, 16, 32);
+	read_seqs(bus, c1, 16, 32);
+	cr_assert(broker_log_has(&tb, "2 of the 2 subscribers", 1000));
+	expbus_consumer_close(c1);
+	expbus_consumer_close(c2);
+	expbus_producer_close(p);
+	expbus_free(bus);
+}
+
+/* Issue 9: producer ids are the ring's for life, so a restarted broker
+ * refuses a ring whose header names the id of a live producer (a game
+ * cannot make its records pass for another's). */
+Test(recovery, a_ring_naming_a_live_producer_id_is_refused)
+{
+	struct msg_ok_attach ok1, ok2, ok;
+	struct producer_ring *seg2;
+	int s1, s2, s, fds1[3], fds2[3], fds[3], type = -1;
+
+	s1 = raw_connect(&tb);
+	s2 = raw_connect(&tb);
+	cr_assert_eq(raw_attach(s1, "s", SCHEMA, 64, &ok1, fds1),
+		     MSG_OK_ATTACH);
+	cr_assert_eq(raw_attach(s2, "s", SCHEMA, 64, &ok2, fds2),
+		     MSG_OK_ATTACH);
+	cr_assert_neq(ok1.producer_id, 0u);
+	cr_assert_neq(ok1.producer_id, ok2.producer_id, "fresh ids differ");
+	seg2 = mmap(NULL, ok2.segment_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		    fds2[0], 0);
+	cr_assert_neq(seg2, MAP_FAILED);
+	broker_crash_and_restart(&tb);
+	close(s1);
+	close(s2);
+	/* The first ring comes back with its id (retry: a killed broker's
+	 * socket can outlive it for a moment). */
+	for (int i = 0; i < 200 && type != MSG_OK_ATTACH; i++) {
+		s = raw_connect(&tb);
+		type =
+		    s < 0 ? s : raw_resume(s, "s", SCHEMA, fds1[0], &ok, fds);
+		if (type != MSG_OK_ATTACH) {
+			if (s >= 0)
+				close(s);
+			usleep(10000);
+		}
+	}
+	cr_assert_eq(type, MSG_OK_ATTACH);
+	cr_assert_eq(ok.producer_id, ok1.producer_id, "the id survives");
+	/* The second names the first's id now. */
+	seg2->producer_id = ok1.producer_id;
+	s2 = raw_connect(&tb);
+	cr_assert_eq(raw_resume(s2, "s", SCHEMA, fds2[0], &ok2, fds2),
+		     MSG_ERROR);
+	munmap(seg2, ok2.segment_size);
+	close(s2);
+	close(s);
+	for (int i = 0; i < 3; i++) {
+		close(fds1[i]);
+		close(fds2[i]);
+		close(fds[i]);
+	}
+}
+
 Test(dedup, drops_what_an_earlier_broker_delivered_and_nothing_else)
 {
 	struct dedup d = {0};
