@@ -88,10 +88,11 @@ static void *producer_main(void *arg)
 static void *reader_main(void *arg)
 {
 	struct expbus_consumer *c = arg;
+	uint32_t ids[PRODUCERS + 1] = {0}; /* producer id per game */
 
 	while (!atomic_load(&done)) {
 		const struct expbus_batch *b;
-		struct expbus_column src, turn;
+		struct expbus_column src, game, turn;
 		int err = expbus_next_batch(c, 100, &b);
 
 		if (err == -ETIMEDOUT || err == -EAGAIN)
@@ -101,17 +102,23 @@ static void *reader_main(void *arg)
 			break;
 		}
 		if (expbus_batch_column(c, b, "source", &src) ||
+		    expbus_batch_column(c, b, "game", &game) ||
 		    expbus_batch_column(c, b, "turn", &turn)) {
 			FAIL("missing column");
 			break;
 		}
 		for (uint32_t i = 0; i < b->count; i++) {
-			uint32_t p = ((const uint32_t *)src.data)[i];
+			/* Producer a writes game a->id; its producer id is the
+			 * broker's (not 1..N), the same for all its records. */
+			uint32_t p = ((const uint32_t *)game.data)[i];
+			uint32_t id = ((const uint32_t *)src.data)[i];
 			uint32_t t = ((const uint32_t *)turn.data)[i];
-			if (p == 0 || p > PRODUCERS) {
-				FAIL("bad source %u", p);
+			if (p == 0 || p > PRODUCERS || id == 0 ||
+			    (ids[p] && ids[p] != id)) {
+				FAIL("bad game %u or source %u", p, id);
 				continue;
 			}
+			ids[p] = id;
 			if (t != atomic_load(&seen[p]))
 				FAIL("producer %u: record %u, want %u", p, t,
 				     atomic_load(&seen[p]));
@@ -157,7 +164,7 @@ int main(int argc, char **argv)
 	pthread_create(&bt, NULL, broker_main, &b);
 	expbus_new(path, &bus);
 	for (int i = 0; i < PRODUCERS; i++) {
-		args[i].id = (uint32_t)i + 1; /* a fresh broker counts from 1 */
+		args[i].id = (uint32_t)i + 1; /* its game id, and seen[] */
 		args[i].seed = (unsigned)i * 7919u + 1;
 		if (expbus_producer_attach(bus, "s", SCHEMA, NULL, &args[i].p) <
 		    0) {
