@@ -138,7 +138,9 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 	if (!sub->open) {
 		sub->open = ring_slot(&sub->ring, sub->ring.pos);
 		sub->open_count = 0;
-		sub->open_since_ns = b->now_ns;
+		/* Its first record may have waited up to lag_ns in its ring
+		 * for the coalescing timer: counted against the deadline. */
+		sub->open_since_ns = b->now_ns - b->lag_ns;
 		deadline_add(b, sub);
 		stat_set(&sub->st->oldest_record_ns, b->now_ns);
 		note_release(b,

@@ -66,6 +66,7 @@ struct producer {
 	    *doorbell;	    /* the producer rings it: news in a parked ring */
 	uint32_t active_at; /* index in broker.active, or NOT_ACTIVE (parked) */
 	uint64_t news_ns;   /* when records were last taken */
+	bool watching;	    /* its flag is RING_WATCH_HALF (coalescing) */
 	struct producer_ring *seg;
 	size_t seg_size;
 	struct ring ring; /* broker is the consumer */
@@ -201,6 +202,9 @@ struct broker_config {
 	uint64_t idle_timeout_ns;   /* for a connection without a request */
 	uint32_t max_conns_per_uid; /* control connections of one uid */
 	uint64_t stream_linger_ns;  /* an unused stream lives this long */
+	/* Coalesce wakeups (coalesce.c) when every subscription allows this
+	 * much delay; 0: never. */
+	uint64_t coalesce_min_ns;
 };
 
 struct broker {
@@ -240,6 +244,11 @@ struct broker {
 	size_t stats_size;
 	int stats_fd;
 	uint64_t now_ns;
+	/* Coalescing (coalesce.c): the tick of the quiet broker's timer, 0
+	 * when it wakes on every commit; lag_ns, how long a record taken now
+	 * may have waited in its ring for that timer. */
+	uint64_t tick_ns, lag_ns;
+	bool more; /* the last pass left records in a ring (chunk limit) */
 	bool uring_dirty; /* SQEs queued but not submitted */
 	struct shm_budget budget;
 	struct conn_limits conn_limits;

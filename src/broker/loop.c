@@ -20,6 +20,7 @@
 
 #include "batch.h"
 #include "clock.h"
+#include "coalesce.h"
 #include "conn.h"
 #include "control.h"
 #include "deadlines.h"
@@ -213,17 +214,25 @@ static void housekeeping(struct broker *b)
 		stream_expire_games(b, b->cfg.group_idle_ns);
 }
 
+/* Sleeps until deadline (a flush), an event, or with coalescing (b->tick_ns)
+ * the next tick, whichever comes first. */
 static void sleep_until(struct broker *b, uint64_t deadline)
 {
 	struct __kernel_timespec ts;
 	struct io_uring_cqe *cqe;
 	uint64_t wait = deadline > b->now_ns ? deadline - b->now_ns : 0;
+	/* With no active ring there is nothing for a tick to look at. */
+	bool coalesce = b->tick_ns && b->n_active;
 
 	if (wait > MAX_SLEEP_NS)
 		wait = MAX_SLEEP_NS;
+	if (coalesce && wait > b->tick_ns)
+		wait = b->tick_ns;
+	/* What the next pass takes may have waited this long in its ring. */
+	b->lag_ns = b->tick_ns;
 	ts.tv_sec = (long long)(wait / 1000000000u);
 	ts.tv_nsec = (long long)(wait % 1000000000u);
-	if (pump_prepare_sleep(b)) {
+	if (pump_prepare_sleep(b, coalesce)) {
 		b->count.sleeps++;
 		stats_publish(b);
 		(void)io_uring_submit_and_wait_timeout(&b->uring, &cqe, 1, &ts,
@@ -294,16 +303,22 @@ int broker_run(struct broker *b)
 				b->uring_dirty = false;
 				last_submit = b->now_ns;
 			}
-			continue;
-		}
-		if (!idle_since)
+			/* Coalescing, a pass that emptied every ring it looked
+			 * at is the tick's work done: no pass to find nothing.
+			 */
+			if (!b->tick_ns || b->more || events)
+				continue;
+		} else if (!idle_since) {
 			idle_since = b->now_ns;
+		}
 		/* Idle: look again (yielding the CPU to producers) before the
 		 * syscalls of a sleep, if work tends to come back within the
-		 * budget; a time budget, not a pass count. An event (a
-		 * doorbell, a hang-up) gets one more pass at once. */
-		if (events ||
-		    (gap_avg < SPIN_NS && b->now_ns - idle_since < SPIN_NS)) {
+		 * budget; a time budget, not a pass count. Coalescing, never:
+		 * the tick comes back. An event (a doorbell, a hang-up) gets
+		 * one more pass at once. */
+		b->tick_ns = coalesce_tick(b);
+		if (events || (!b->tick_ns && work == 0 && gap_avg < SPIN_NS &&
+			       b->now_ns - idle_since < SPIN_NS)) {
 			if (b->uring_dirty) {
 				(void)io_uring_submit(&b->uring);
 				b->uring_dirty = false;

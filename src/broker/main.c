@@ -40,6 +40,13 @@ static const char usage[] =
     "                         member has it) after N s without a record;\n"
     "                         it always does at the game's DONE or\n"
     "                         TRUNCATED record (default 600; 0: never)\n"
+    "      --coalesce-min-delay-us N  when every subscription takes\n"
+    "                         batches of more than one record and allows\n"
+    "                         at least N us of delay, a quiet broker looks\n"
+    "                         at its rings on a timer (a quarter of the\n"
+    "                         smallest delay, counted against it) instead\n"
+    "                         of waking for every record (default 1000;\n"
+    "                         0: always wake for every record)\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
     "                         to stderr\n"
     "  -h, --help             show this help\n"
@@ -88,6 +95,20 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A plain decimal count from 0 to max. */
+static int parse_count(const char *s, unsigned long long max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static int bad(const char *opt, const char *val)
 {
 	fprintf(stderr,
@@ -112,6 +133,7 @@ int main(int argc, char **argv)
 	    {"idle-timeout-ms", required_argument, NULL, 'I'},
 	    {"max-conns-per-uid", required_argument, NULL, 'U'},
 	    {"stream-linger-ms", required_argument, NULL, 'L'},
+	    {"coalesce-min-delay-us", required_argument, NULL, 'C'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -127,6 +149,7 @@ int main(int argc, char **argv)
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
 	b->cfg.group_idle_ns = 600ull * 1000000000u;
+	b->cfg.coalesce_min_ns = 1000000u;
 	b->cfg.log_level = LOG_INFO;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -182,17 +205,16 @@ int main(int argc, char **argv)
 				return bad("--stream-linger-ms", optarg);
 			b->cfg.stream_linger_ns = v * 1000000u;
 			break;
-		case 'i': {
-			char *end;
-			unsigned long long s;
-			errno = 0;
-			s = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end ||
-			    optarg[0] == '-' || s > 365ull * 24 * 3600)
+		case 'i':
+			if (parse_count(optarg, 365ull * 24 * 3600, &v) < 0)
 				return bad("--group-idle-s", optarg);
-			b->cfg.group_idle_ns = s * 1000000000u;
+			b->cfg.group_idle_ns = v * 1000000000u;
 			break;
-		}
+		case 'C':
+			if (parse_count(optarg, 60000000u, &v) < 0)
+				return bad("--coalesce-min-delay-us", optarg);
+			b->cfg.coalesce_min_ns = v * 1000u;
+			break;
 		case 'l':
 			b->cfg.log_level = log_parse_level(optarg);
 			if (b->cfg.log_level < 0)
