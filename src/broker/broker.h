@@ -205,6 +205,9 @@ struct broker_config {
 	/* Coalesce wakeups (coalesce.c) when every subscription allows this
 	 * much delay; 0: never. */
 	uint64_t coalesce_min_ns;
+	/* Going idle, look again this long before sleeping (loop.c); 0:
+	 * never (a program that embeds the broker gets that). */
+	uint64_t spin_ns;
 };
 
 struct broker {

@@ -32,11 +32,11 @@
 #include "stats.h"
 #include "stream.h"
 
-/* Going idle, the loop looks again for up to SPIN_NS before it sleeps, but
- * only while work has been coming back sooner than that (an average of
- * the recent idle gaps): a steady trickle of records with longer gaps
- * costs a wakeup each, never a spinning core. */
-#define SPIN_NS			 (20u * 1000u)
+/* Going idle, the loop looks again for up to cfg.spin_ns (--spin-us)
+ * before it sleeps, yielding the CPU between looks, but only while work
+ * has been coming back sooner than that (an average of the recent idle
+ * gaps): a steady trickle of records with longer gaps costs a wakeup
+ * each, never a spinning core. */
 #define MAX_SLEEP_NS		 (200ull * 1000000u)
 #define DRAIN_NS		 (2ull * 1000000000u)
 #define DEFAULT_IDLE_TIMEOUT_NS	 (10ull * 1000000000u)
@@ -261,8 +261,9 @@ static void drain_and_flush(struct broker *b)
 int broker_run(struct broker *b)
 {
 	uint64_t last_submit = 0, last_house = 0;
-	uint64_t idle_since = 0;	   /* 0: the last pass had work */
-	uint64_t gap_avg = 4ull * SPIN_NS; /* recent idle gaps: no spin yet */
+	uint64_t idle_since = 0; /* 0: the last pass had work */
+	uint64_t spin = b->cfg.spin_ns;
+	uint64_t gap_avg = 4 * spin + 1; /* recent idle gaps: no spin yet */
 
 	arm(b, OP_ACCEPT);
 	arm(b, OP_SIGNAL);
@@ -317,8 +318,8 @@ int broker_run(struct broker *b)
 		 * the tick comes back. An event (a doorbell, a hang-up) gets
 		 * one more pass at once. */
 		b->tick_ns = coalesce_tick(b);
-		if (events || (!b->tick_ns && work == 0 && gap_avg < SPIN_NS &&
-			       b->now_ns - idle_since < SPIN_NS)) {
+		if (events || (!b->tick_ns && work == 0 && gap_avg < spin &&
+			       b->now_ns - idle_since < spin)) {
 			if (b->uring_dirty) {
 				(void)io_uring_submit(&b->uring);
 				b->uring_dirty = false;

@@ -47,6 +47,10 @@ static const char usage[] =
     "                         smallest delay, counted against it) instead\n"
     "                         of waking for every record (default 1000;\n"
     "                         0: always wake for every record)\n"
+    "      --spin-us N        going idle while records keep coming sooner\n"
+    "                         than N us apart, look again for N us (giving\n"
+    "                         the CPU away between looks) before sleeping\n"
+    "                         (default 20; 0: sleep at once)\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
     "                         to stderr\n"
     "  -h, --help             show this help\n"
@@ -134,6 +138,7 @@ int main(int argc, char **argv)
 	    {"max-conns-per-uid", required_argument, NULL, 'U'},
 	    {"stream-linger-ms", required_argument, NULL, 'L'},
 	    {"coalesce-min-delay-us", required_argument, NULL, 'C'},
+	    {"spin-us", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -150,6 +155,7 @@ int main(int argc, char **argv)
 	b->cfg.default_delay_us = 100000;
 	b->cfg.group_idle_ns = 600ull * 1000000000u;
 	b->cfg.coalesce_min_ns = 1000000u;
+	b->cfg.spin_ns = 20000u;
 	b->cfg.log_level = LOG_INFO;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -209,6 +215,11 @@ int main(int argc, char **argv)
 			if (parse_count(optarg, 365ull * 24 * 3600, &v) < 0)
 				return bad("--group-idle-s", optarg);
 			b->cfg.group_idle_ns = v * 1000000000u;
+			break;
+		case 'S':
+			if (parse_count(optarg, 1000000u, &v) < 0)
+				return bad("--spin-us", optarg);
+			b->cfg.spin_ns = v * 1000u;
 			break;
 		case 'C':
 			if (parse_count(optarg, 60000000u, &v) < 0)
