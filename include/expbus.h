@@ -274,7 +274,11 @@ struct expbus_batch {
  * restarted broker may deliver again records already handed out, and
  * those are dropped here (a batch with some of them comes as a private
  * copy holding only the others). Batches stay valid until released, also
- * across a resubscription; several may be held at once. */
+ * across a resubscription; several may be held at once.
+ * Busy polling (timeout_ms 0 in a loop) is fine: a call that finds nothing
+ * yields the CPU (sched_yield) so that the broker and the games are not
+ * starved on a small machine, and notices a broker that went away within
+ * a millisecond. */
 EXPBUS_API int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 				 const struct expbus_batch **batch);
 

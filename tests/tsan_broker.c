@@ -200,6 +200,11 @@ int main(int argc, char **argv)
 	b.cfg.default_batch = 32;
 	b.cfg.default_delay_us = 100000;
 	b.cfg.log_level = LOG_WARN;
+	b.cfg.spin_ns = 20000u; /* expbusd's default: the spin runs too */
+	/* Both subscriptions allow 2 ms: the broker coalesces (a 500 us
+	 * tick), so the watching flag and the half-full doorbell run here
+	 * too. */
+	b.cfg.coalesce_min_ns = 1000000u;
 	if (broker_open(&b) < 0)
 		return 1;
 	pthread_create(&bt, NULL, broker_main, &b);

@@ -131,6 +131,23 @@ void batch_publish(struct broker *b, struct subscription *sub,
 	note_release(b, sub); /* the oldest unreleased may be this batch now */
 }
 
+/* When a batch opened now counts as opened: now, or with coalescing the
+ * commit of its first record, which may have waited up to lag_ns in its
+ * ring for the broker's tick. The stamp is the producer's (CLOCK_MONOTONIC
+ * at commit, like broker_now): kept within [now - lag_ns, now], a stamp
+ * from another clock or a lie moves the deadline by lag_ns at most. */
+static uint64_t opened_since(const struct broker *b,
+			     const struct expbus_record_header *hdr)
+{
+	uint64_t t = hdr->timestamp_ns;
+
+	if (!b->lag_ns || t > b->now_ns)
+		return b->now_ns;
+	if (b->now_ns - t > b->lag_ns)
+		return b->now_ns - b->lag_ns;
+	return t;
+}
+
 void batch_deliver(struct broker *b, struct subscription *sub,
 		   const struct expbus_record_header *hdr, uint64_t seq,
 		   uint32_t source, struct producer *src, const uint8_t *data)
@@ -142,7 +159,7 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 	if (!sub->open) {
 		sub->open = ring_slot(&sub->ring, sub->ring.pos);
 		sub->open_count = 0;
-		sub->open_since_ns = b->now_ns;
+		sub->open_since_ns = opened_since(b, hdr);
 		deadline_add(b, sub);
 		stat_set(&sub->st->oldest_record_ns, b->now_ns);
 		note_release(b,

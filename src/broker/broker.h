@@ -66,6 +66,7 @@ struct producer {
 	    *doorbell;	    /* the producer rings it: news in a parked ring */
 	uint32_t active_at; /* index in broker.active, or NOT_ACTIVE (parked) */
 	uint64_t news_ns;   /* when records were last taken */
+	bool watching;	    /* its flag is RING_WATCH_HALF (coalescing) */
 	struct producer_ring *seg;
 	size_t seg_size;
 	/* The broker is the consumer. ring.pos is the shared head: what the
@@ -218,6 +219,12 @@ struct broker_config {
 	uint64_t stream_linger_ns;  /* an unused stream lives this long */
 	uint64_t resume_hold_ns;    /* longest wait for subscribers after a
 				       restart (stream.c) */
+	/* Coalesce wakeups (coalesce.c) when every subscription allows this
+	 * much delay; 0: never. */
+	uint64_t coalesce_min_ns;
+	/* Going idle, look again this long before sleeping (loop.c); 0:
+	 * never (a program that embeds the broker gets that). */
+	uint64_t spin_ns;
 };
 
 struct broker {
@@ -260,6 +267,11 @@ struct broker {
 	size_t stats_size;
 	int stats_fd;
 	uint64_t now_ns;
+	/* Coalescing (coalesce.c): the tick of the quiet broker's timer, 0
+	 * when it wakes on every commit; lag_ns, how long a record taken now
+	 * may have waited in its ring for that timer. */
+	uint64_t tick_ns, lag_ns;
+	bool more; /* the last pass left records in a ring (chunk limit) */
 	bool uring_dirty; /* SQEs queued but not submitted */
 	struct shm_budget budget;
 	struct conn_limits conn_limits;

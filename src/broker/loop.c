@@ -20,6 +20,7 @@
 
 #include "batch.h"
 #include "clock.h"
+#include "coalesce.h"
 #include "conn.h"
 #include "control.h"
 #include "deadlines.h"
@@ -31,12 +32,15 @@
 #include "stats.h"
 #include "stream.h"
 
-/* Going idle, the loop looks again for up to SPIN_NS before it sleeps, but
- * only while work has been coming back sooner than that (an average of
- * the recent idle gaps): a steady trickle of records with longer gaps
- * costs a wakeup each, never a spinning core. */
-#define SPIN_NS			 (20u * 1000u)
-#define MAX_SLEEP_NS		 (200ull * 1000000u)
+/* Going idle, the loop looks again for up to cfg.spin_ns (--spin-us)
+ * before it sleeps, yielding the CPU between looks, but only while work
+ * has been coming back sooner than that (an average of the recent idle
+ * gaps): a steady trickle of records with longer gaps costs a wakeup
+ * each, never a spinning core. */
+#define MAX_SLEEP_NS (200ull * 1000000u)
+/* Coalescing (coalesce.c) only while records come at least this far apart
+ * on average: about what a wakeup costs on a small VM. */
+#define COALESCE_GAP_NS		 (10u * 1000u)
 #define DRAIN_NS		 (2ull * 1000000000u)
 #define DEFAULT_IDLE_TIMEOUT_NS	 (10ull * 1000000000u)
 #define DEFAULT_CONNS_PER_UID	 1024
@@ -213,17 +217,25 @@ static void housekeeping(struct broker *b)
 		stream_expire_games(b, b->cfg.group_idle_ns);
 }
 
-static void sleep_until(struct broker *b, uint64_t deadline)
+/* Sleeps until deadline (a flush), an event, or with coalesce the next
+ * tick (b->tick_ns), whichever comes first. */
+static void sleep_until(struct broker *b, uint64_t deadline, bool coalesce)
 {
 	struct __kernel_timespec ts;
 	struct io_uring_cqe *cqe;
 	uint64_t wait = deadline > b->now_ns ? deadline - b->now_ns : 0;
 
+	/* With no active ring there is nothing for a tick to look at. */
+	coalesce = coalesce && b->n_active;
 	if (wait > MAX_SLEEP_NS)
 		wait = MAX_SLEEP_NS;
+	if (coalesce && wait > b->tick_ns)
+		wait = b->tick_ns;
+	/* What the next pass takes may have waited this long in its ring. */
+	b->lag_ns = coalesce ? b->tick_ns : 0;
 	ts.tv_sec = (long long)(wait / 1000000000u);
 	ts.tv_nsec = (long long)(wait % 1000000000u);
-	if (pump_prepare_sleep(b)) {
+	if (pump_prepare_sleep(b, coalesce)) {
 		b->count.sleeps++;
 		stats_publish(b);
 		(void)io_uring_submit_and_wait_timeout(&b->uring, &cqe, 1, &ts,
@@ -252,8 +264,10 @@ static void drain_and_flush(struct broker *b)
 int broker_run(struct broker *b)
 {
 	uint64_t last_submit = 0, last_house = 0;
-	uint64_t idle_since = 0;	   /* 0: the last pass had work */
-	uint64_t gap_avg = 4ull * SPIN_NS; /* recent idle gaps: no spin yet */
+	uint64_t idle_since = 0; /* 0: the last pass had work */
+	uint64_t spin = b->cfg.spin_ns;
+	/* Recent idle gaps per record: no spin yet, coalescing if allowed. */
+	uint64_t gap_avg = 4 * (spin + COALESCE_GAP_NS);
 
 	arm(b, OP_ACCEPT);
 	arm(b, OP_SIGNAL);
@@ -262,7 +276,7 @@ int broker_run(struct broker *b)
 	for (;;) {
 		uint64_t next;
 		int work;
-		bool events;
+		bool events, coalesce;
 
 		b->now_ns = broker_now();
 		work = pump_all(b);
@@ -282,7 +296,10 @@ int broker_run(struct broker *b)
 			break;
 		if (work > 0) {
 			if (idle_since) {
-				uint64_t gap = b->now_ns - idle_since;
+				/* Per record: a pass after a tick takes many.
+				 */
+				uint64_t gap =
+				    (b->now_ns - idle_since) / (uint64_t)work;
 				gap_avg = gap_avg - gap_avg / 8 + gap / 8;
 				idle_since = 0;
 			}
@@ -294,16 +311,27 @@ int broker_run(struct broker *b)
 				b->uring_dirty = false;
 				last_submit = b->now_ns;
 			}
-			continue;
+			/* Coalescing, a pass that emptied every ring it looked
+			 * at is the tick's work done: no pass to find nothing.
+			 */
+			if (!b->tick_ns || gap_avg < COALESCE_GAP_NS ||
+			    b->more || events)
+				continue;
 		}
 		if (!idle_since)
 			idle_since = b->now_ns;
+		/* Coalescing pays when records come further apart than a
+		 * wakeup costs; closer, the broker follows the producers (the
+		 * records are still in the cache) as if it were off. */
+		b->tick_ns = coalesce_tick(b);
+		coalesce = b->tick_ns && gap_avg >= COALESCE_GAP_NS;
 		/* Idle: look again (yielding the CPU to producers) before the
 		 * syscalls of a sleep, if work tends to come back within the
-		 * budget; a time budget, not a pass count. An event (a
-		 * doorbell, a hang-up) gets one more pass at once. */
-		if (events ||
-		    (gap_avg < SPIN_NS && b->now_ns - idle_since < SPIN_NS)) {
+		 * budget; a time budget, not a pass count. Coalescing, never:
+		 * the tick comes back. An event (a doorbell, a hang-up) gets
+		 * one more pass at once. */
+		if (events || (!coalesce && work == 0 && gap_avg < spin &&
+			       b->now_ns - idle_since < spin)) {
 			if (b->uring_dirty) {
 				(void)io_uring_submit(&b->uring);
 				b->uring_dirty = false;
@@ -311,7 +339,7 @@ int broker_run(struct broker *b)
 			sched_yield();
 			continue;
 		}
-		sleep_until(b, next);
+		sleep_until(b, next, coalesce);
 		last_submit = broker_now();
 	}
 	drain_and_flush(b);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,17 @@ static const char usage[] =
     "                         member has it) after N s without a record;\n"
     "                         it always does at the game's DONE or\n"
     "                         TRUNCATED record (default 600; 0: never)\n"
+    "      --coalesce-min-delay-us N  when every subscription takes\n"
+    "                         batches of more than one record and allows\n"
+    "                         at least N us of delay, a quiet broker looks\n"
+    "                         at its rings on a timer (a quarter of the\n"
+    "                         smallest delay, counted against it) instead\n"
+    "                         of waking for every record (default 1000;\n"
+    "                         0: always wake for every record)\n"
+    "      --spin-us N        going idle while records keep coming sooner\n"
+    "                         than N us apart, look again for N us (giving\n"
+    "                         the CPU away between looks) before sleeping\n"
+    "                         (default 20; 0: sleep at once)\n"
     "  -l, --log-level LEVEL  error, warn, info (default) or debug; logs go\n"
     "                         to stderr\n"
     "  -h, --help             show this help\n"
@@ -93,6 +105,20 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* A plain decimal count from 0 to max. */
+static int parse_count(const char *s, unsigned long long max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
 static int bad(const char *opt, const char *val)
 {
 	fprintf(stderr,
@@ -118,6 +144,8 @@ int main(int argc, char **argv)
 	    {"max-conns-per-uid", required_argument, NULL, 'U'},
 	    {"stream-linger-ms", required_argument, NULL, 'L'},
 	    {"resume-hold-ms", required_argument, NULL, 'H'},
+	    {"coalesce-min-delay-us", required_argument, NULL, 'C'},
+	    {"spin-us", required_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -125,15 +153,25 @@ int main(int argc, char **argv)
 	static struct broker broker;
 	struct broker *b = &broker;
 	char default_path[108], activated_path[108];
+	sigset_t stop;
 	uint64_t v;
 	int c, rc;
 
+	/* SIGTERM and SIGINT wait for the signalfd (broker_open) from the
+	 * start: one sent as soon as this process exists (a supervisor that
+	 * restarts it and stops it at once) is a clean stop, not a kill. */
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	sigprocmask(SIG_BLOCK, &stop, NULL);
 	b->cfg.ring_bytes = 1u << 20;
 	b->cfg.max_segment = 1u << 30;
 	b->cfg.default_batch = 32;
 	b->cfg.default_delay_us = 100000;
 	b->cfg.group_idle_ns = 600ull * 1000000000u;
 	b->cfg.resume_hold_ns = 5000ull * 1000000u;
+	b->cfg.coalesce_min_ns = 1000000u;
+	b->cfg.spin_ns = 20000u;
 	b->cfg.log_level = LOG_INFO;
 	while ((c = getopt_long(argc, argv, "s:g:l:hV", opts, NULL)) != -1) {
 		switch (c) {
@@ -190,21 +228,25 @@ int main(int argc, char **argv)
 			b->cfg.stream_linger_ns = v * 1000000u;
 			break;
 		case 'H':
-			if (parse_size(optarg, &v) < 0 || v > 600000)
+			if (parse_count(optarg, 600000u, &v) < 0)
 				return bad("--resume-hold-ms", optarg);
 			b->cfg.resume_hold_ns = v * 1000000u;
 			break;
-		case 'i': {
-			char *end;
-			unsigned long long s;
-			errno = 0;
-			s = strtoull(optarg, &end, 10);
-			if (errno || end == optarg || *end ||
-			    optarg[0] == '-' || s > 365ull * 24 * 3600)
+		case 'i':
+			if (parse_count(optarg, 365ull * 24 * 3600, &v) < 0)
 				return bad("--group-idle-s", optarg);
-			b->cfg.group_idle_ns = s * 1000000000u;
+			b->cfg.group_idle_ns = v * 1000000000u;
 			break;
-		}
+		case 'S':
+			if (parse_count(optarg, 1000000u, &v) < 0)
+				return bad("--spin-us", optarg);
+			b->cfg.spin_ns = v * 1000u;
+			break;
+		case 'C':
+			if (parse_count(optarg, 60000000u, &v) < 0)
+				return bad("--coalesce-min-delay-us", optarg);
+			b->cfg.coalesce_min_ns = v * 1000u;
+			break;
 		case 'l':
 			b->cfg.log_level = log_parse_level(optarg);
 			if (b->cfg.log_level < 0)

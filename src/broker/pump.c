@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "batch.h"
+#include "coalesce.h"
 #include "group.h"
 #include "hold.h"
 #include "producer.h"
@@ -348,6 +349,12 @@ static void pump_stream(struct broker *b, struct stream *s)
 int pump_all(struct broker *b)
 {
 	uint32_t work = 0, i = 0;
+	/* Coalescing, a ring is looked at every tick: parked only after
+	 * COALESCE_PARK_TICKS of them without news. */
+	uint64_t park_after =
+	    b->tick_ns ? b->tick_ns * COALESCE_PARK_TICKS : PARK_AFTER_NS;
+
+	b->more = false;
 
 	for (int k = 0; k < STATS_MAX_STREAMS; k++)
 		if (b->streams[k])
@@ -371,6 +378,8 @@ int pump_all(struct broker *b)
 		b->count.ring_visits++;
 		taken = pump_producer(b, p->stream, p);
 		work += taken;
+		if (taken == BROKER_CHUNK)
+			b->more = true;
 		if (taken || p->stalled || p->broken) {
 			if (taken)
 				p->news_ns = b->now_ns;
@@ -383,8 +392,7 @@ int pump_all(struct broker *b)
 			continue;
 		}
 		/* Empty for a while: park it, unless news came meanwhile. */
-		if (b->now_ns - p->news_ns < PARK_AFTER_NS ||
-		    !producer_park(b, p))
+		if (b->now_ns - p->news_ns < park_after || !producer_park(b, p))
 			i++;
 	}
 	/* Batches published in this pass and records taken that no open
@@ -409,7 +417,7 @@ static void sub_done(struct subscription *sub, void *arg)
 	sub->blocked = false;
 }
 
-bool pump_prepare_sleep(struct broker *b)
+bool pump_prepare_sleep(struct broker *b, bool coalesce)
 {
 	bool ok = true;
 
@@ -420,6 +428,17 @@ bool pump_prepare_sleep(struct broker *b)
 		 * rings that subscription's doorbell instead; a held stream
 		 * waits for the timer. */
 		if (p->broken || p->stalled || p->stream->stalled || p->dead) {
+			i++;
+			continue;
+		}
+		/* Coalescing: the timer comes back to it; its producer rings
+		 * only for a burst (the last pass emptied it, or set
+		 * b->more and the loop did not sleep). */
+		if (coalesce) {
+			if (!p->watching) {
+				ring_consumer_watch_half(&p->ring);
+				p->watching = true;
+			}
 			i++;
 			continue;
 		}

@@ -14,8 +14,10 @@ int pump_all(struct broker *b);
 void pump_refresh_tails(struct broker *b);
 /* Raises the sleeping flag on every ring that could give the broker work
  * and looks at each once more. Returns false when there is work after all;
- * pump_sleep_done lowers the flags either way. */
-bool pump_prepare_sleep(struct broker *b);
+ * pump_sleep_done lowers the flags either way. With coalesce (a sleep of
+ * one tick, coalesce.c), the active rings stay active and are set to
+ * watch for a burst instead (RING_WATCH_HALF). */
+bool pump_prepare_sleep(struct broker *b, bool coalesce);
 void pump_sleep_done(struct broker *b);
 
 #endif

@@ -16,7 +16,13 @@
  * least one side sees the other's store: either the sleeper sees the new
  * counter and does not block, or the waker sees the flag and writes the
  * eventfd (whose counter keeps the wakeup even if the sleeper has not
- * blocked yet). The sleeper clears its flag when it wakes. */
+ * blocked yet). The sleeper clears its flag when it wakes.
+ *
+ * A consumer that comes back on its own timer may instead set its flag to
+ * RING_WATCH_HALF: the producer then wakes it only when a commit fills the
+ * ring past half (a burst that must not wait for the timer and block the
+ * producer). That is a hint, not the protocol above: a wakeup it misses
+ * costs the wait for the consumer's timer, nothing more. */
 #include "ring.h"
 
 #include <errno.h>
@@ -103,6 +109,9 @@ int ring_producer_free(struct ring *r, uint64_t skip, uint64_t n)
 
 bool ring_producer_commit(struct ring *r, uint64_t n)
 {
+	uint64_t before = r->pos, head, half = r->capacity / 2;
+	uint32_t flag;
+
 	r->pos += n;
 	/* Release: the slot contents written before become visible to a
 	 * consumer that load-acquires this tail. */
@@ -110,8 +119,14 @@ bool ring_producer_commit(struct ring *r, uint64_t n)
 	/* Seq_cst fence: orders the tail store before the load of the
 	 * consumer's sleeping flag (the waker half of Dekker, see top). */
 	atomic_thread_fence(memory_order_seq_cst);
-	return atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed) !=
-	       0;
+	flag = atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed);
+	if (flag != RING_WATCH_HALF)
+		return flag != 0;
+	/* Relaxed: only a hint (see top); the head does not move while the
+	 * consumer waits for its timer, so this load hits the cache. A head
+	 * the consumer made up only moves the wakeup. */
+	head = atomic_load_explicit(&r->cons->pos, memory_order_relaxed);
+	return before - head < half && r->pos - head >= half;
 }
 
 static int consumer_refresh(struct ring *r)
@@ -163,6 +178,14 @@ int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip)
 	atomic_store_explicit(&r->cons->sleeping, 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_seq_cst);
 	return ring_consumer_ready(r, skip, UINT64_MAX);
+}
+
+void ring_consumer_watch_half(struct ring *r)
+{
+	/* Relaxed, no fence: a hint (see top of file). A commit that misses
+	 * it waits for the consumer's timer. */
+	atomic_store_explicit(&r->cons->sleeping, RING_WATCH_HALF,
+			      memory_order_relaxed);
 }
 
 void ring_consumer_sleep_done(struct ring *r)

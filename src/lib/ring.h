@@ -72,6 +72,12 @@ static inline uint64_t ring_consumer_cached_fill(const struct ring *r)
  * call *_sleep_done). */
 int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip);
 void ring_consumer_sleep_done(struct ring *r);
+
+/* Consumer that comes back on its own timer: asks the producer to wake it
+ * only when a commit fills the ring past half (ring.c). Any other sleeping
+ * flag value than this one means: wake on every commit. */
+#define RING_WATCH_HALF 2u
+void ring_consumer_watch_half(struct ring *r);
 int ring_producer_prepare_sleep(struct ring *r, uint64_t skip);
 void ring_producer_sleep_done(struct ring *r);
 
