@@ -101,7 +101,13 @@ def channel(target, *, tls=False, root_certificates=None, client_cert=None,
             # A batch is often hundreds of KiB: let a whole one (and the
             # next) be in flight instead of 64 KiB at a time.
             ("grpc.http2.lookahead_bytes", 8 << 20),
-            ("grpc.http2.max_frame_size", 1 << 24)]
+            ("grpc.http2.max_frame_size", 1 << 24),
+            # grpc.experimental.ChannelOptions.SingleThreadedUnaryStream:
+            # the thread iterating a stream polls its call itself. Without
+            # it each message goes from grpc's channel spin thread to the
+            # iterating thread through a condition variable: one more
+            # thread switch and GIL hand-over per batch.
+            ("SingleThreadedUnaryStream", 1)]
     if tls or root_certificates or client_cert:
         creds = grpc.ssl_channel_credentials(
             root_certificates=root_certificates, private_key=client_key,
