@@ -1,10 +1,13 @@
-"""The remote client's process-wide tuning (python/expbus/remote.py): the
-grpc experiment it turns off for grpc's first initialisation only, and the
-switches that leave the process alone."""
+"""The process-wide tuning of the remote client (python/expbus/remote.py:
+the grpc experiment it turns off for grpc's first initialisation only, the
+switches that leave the process alone, the arena warmed once) and of the
+bridge (src/bridge/heap.c: its heap advised for huge pages)."""
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 import expbus.remote as remote
 
@@ -65,3 +68,31 @@ def test_heap_warmed_once(monkeypatch):
         raise RuntimeError("warmed twice")
     monkeypatch.setattr(ctypes, "CDLL", boom)
     remote._warm_heap()  # not again: libc is not even looked up
+
+
+def _heap_flags(pid):
+    """(size in bytes, VmFlags) of each [heap] mapping of process pid."""
+    out, size = [], 0
+    with open(f"/proc/{pid}/smaps") as f:
+        in_heap = False
+        for line in f:
+            if "-" in line.split()[0] and len(line.split()) >= 5:
+                in_heap = line.rstrip().endswith("[heap]")
+            elif in_heap and line.startswith("Size:"):
+                size = int(line.split()[1]) * 1024
+            elif in_heap and line.startswith("VmFlags:"):
+                out.append((size, line.split()[1:]))
+    return out
+
+
+@pytest.mark.skipif(not os.path.exists("/sys/kernel/mm/transparent_hugepage"),
+                    reason="no transparent huge pages in this kernel")
+def test_bridge_heap_has_room_for_retention_in_huge_pages(bridge_factory):
+    """heap.c: the brk heap grew by the retention (here 8 MiB) plus 16 MiB
+    at start-up, and that range asks for transparent huge pages."""
+    b = bridge_factory("--retention-bytes", str(8 << 20))
+    heaps = _heap_flags(b.proc.pid)
+    if not heaps:
+        pytest.skip("no brk heap (a sanitizer's allocator)")
+    advised = sum(size for size, flags in heaps if "hg" in flags)
+    assert advised >= 20 << 20, heaps
