@@ -83,6 +83,12 @@ int encode_batch(const struct expbus_consumer *c, const struct expbus_batch *b,
 grpc_slice encode_tail(const char *id, const char *schema, uint64_t dropped,
 		       uint64_t lost);
 
+/* ---- heap.c ---------------------------------------------------------- */
+
+/* malloc settings for buffers retained up to retention_bytes: call once,
+ * before any thread starts. */
+void heap_tune(size_t retention_bytes);
+
 /* ---- server.c -------------------------------------------------------- */
 
 /* Something the completion queue reports: done(self, ok). */

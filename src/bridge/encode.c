@@ -10,6 +10,9 @@
 
 #include <lz4.h>
 #include <xxhash.h>
+#ifdef HAVE_XXH_X86DISPATCH
+#include <xxh_x86dispatch.h> /* XXH3_64bits: the AVX2/AVX-512 one */
+#endif
 
 #include "bridge.h"
 

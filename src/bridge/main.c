@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,11 +297,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	/* Every batch is a fresh buffer of up to megabytes, freed once sent:
-	 * with glibc's defaults each is a new mmap (or a trimmed heap), and
-	 * filling it page-faults on every page. Keep freed memory for reuse. */
-	(void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
-	(void)mallopt(M_TRIM_THRESHOLD, 256 << 20);
+	heap_tune(cfg.retention_bytes);
 	grpc_init();
 	rc = server_run(&cfg, &stop_signal, notify_ready);
 #ifdef HAVE_LIBSYSTEMD
