@@ -104,15 +104,18 @@ def unclaimed(screen):
 
 def test_top_draws_refreshes_sorts_pauses_and_quits(
         broker, tmux_top, tmp_path):
-    # Two producers with no subscriber: every record is unclaimed, and the
-    # one that attached second (higher id) writes ten times faster.
-    broker.start("pub", "--count", "0", "--duration", "60", "--rate", "300")
-    broker.wait_for(lambda s: len(s["producers"]) == 1, "one producer")
-    broker.start("pub", "--count", "0", "--duration", "60", "--rate",
-                 "3000", "--index-base", "1")
+    # Two producers with no subscriber: every record is unclaimed, and one
+    # writes ten times faster. Producer ids come from the rings' inodes:
+    # their order is not the order of attaching.
+    slow_pub = broker.start("pub", "--count", "0", "--duration", "60",
+                            "--rate", "300")
+    fast_pub = broker.start("pub", "--count", "0", "--duration", "60",
+                            "--rate", "3000", "--index-base", "1")
     st = broker.wait_for(lambda s: len(s["producers"]) == 2, "two producers")
-    slow, fast = (p["id"] for p in st["producers"])
-    assert slow < fast
+    # pub forks its producers, each in the pub's own process group.
+    ids = {os.getpgid(p["pid"]): p["id"] for p in st["producers"]}
+    slow, fast = ids[slow_pub.pid], ids[fast_pub.pid]
+    by_id = sorted([slow, fast])
 
     t = tmux_top("-d", "0.3")
     s = t.wait(lambda s: "expbus top" in s and len(producer_rows(s)) == 2
@@ -125,12 +128,12 @@ def test_top_draws_refreshes_sorts_pauses_and_quits(
     t.wait(lambda s: producer_rows(s) == [fast, slow], "fast first")
 
     t.keys("s")  # next key: fill; both rings are empty, so by id
-    t.wait(lambda s: "sort: fill" in s and producer_rows(s) == [slow, fast],
+    t.wait(lambda s: "sort: fill" in s and producer_rows(s) == by_id,
            "sorted by fill, then id")
     t.keys("s")
     t.wait(lambda s: "sort: drops" in s, "sorted by drops")
     t.keys("s")
-    t.wait(lambda s: "sort: id" in s and producer_rows(s) == [slow, fast],
+    t.wait(lambda s: "sort: id" in s and producer_rows(s) == by_id,
            "sorted by id")
     t.keys("S")  # back: drops
     t.wait(lambda s: "sort: drops" in s, "S goes back")
