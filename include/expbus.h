@@ -275,10 +275,10 @@ struct expbus_batch {
  * those are dropped here (a batch with some of them comes as a private
  * copy holding only the others). Batches stay valid until released, also
  * across a resubscription; several may be held at once.
- * Busy polling (timeout_ms 0 in a loop) is fine: a call that finds nothing
- * yields the CPU (sched_yield) so that the broker and the games are not
- * starved on a small machine, and notices a broker that went away within
- * a millisecond. */
+ * Busy polling (timeout_ms 0 in a loop) makes no syscall per call: a call
+ * that finds nothing looks whether the broker went away once a
+ * millisecond. On a machine with fewer cores than busy parties, a busy
+ * poller takes a core the broker and the games need: sleep instead. */
 EXPBUS_API int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 				 const struct expbus_batch **batch);
 
