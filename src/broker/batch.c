@@ -114,7 +114,10 @@ void batch_publish(struct broker *b, struct subscription *sub,
 	}
 	sub->open = NULL;
 	deadline_remove(b, sub);
-	if (ring_producer_commit(&sub->ring, 1)) {
+	/* Whether its subscriber was asleep: the loop's spin budget (loop.c)
+	 * follows the last publish. */
+	b->subscriber_asleep = ring_producer_commit(&sub->ring, 1);
+	if (b->subscriber_asleep) {
 		uint64_t one = 1;
 		/* EAGAIN means the counter is saturated: a wakeup is pending.
 		 */

@@ -272,6 +272,9 @@ struct broker {
 	 * may have waited in its ring for that timer. */
 	uint64_t tick_ns, lag_ns;
 	bool more; /* the last pass left records in a ring (chunk limit) */
+	/* The last batch published woke its subscriber (it slept on its
+	 * eventfd rather than polling): loop.c spins longer then. */
+	bool subscriber_asleep;
 	bool uring_dirty; /* SQEs queued but not submitted */
 	struct shm_budget budget;
 	struct conn_limits conn_limits;

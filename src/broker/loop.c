@@ -32,11 +32,14 @@
 #include "stats.h"
 #include "stream.h"
 
-/* Going idle, the loop looks again for up to cfg.spin_ns (--spin-us)
- * before it sleeps, yielding the CPU between looks, but only while work
- * has been coming back sooner than that (an average of the recent idle
- * gaps): a steady trickle of records with longer gaps costs a wakeup
- * each, never a spinning core. */
+/* Going idle, the loop looks again before it sleeps, yielding the CPU
+ * between looks, but only while work has been coming back sooner than its
+ * budget (an average of the recent idle gaps): a steady trickle of records
+ * with longer gaps costs a wakeup each, never a spinning core. The budget
+ * is cfg.spin_ns (--spin-us) while subscribers poll (they and a spinning
+ * broker would take every core of a small machine, and the games would
+ * wait), twice that while they sleep on their eventfds (a wakeup saved is
+ * then worth a look on a core nobody uses). */
 #define MAX_SLEEP_NS (200ull * 1000000u)
 /* Coalescing (coalesce.c) only while records come at least this far apart
  * on average: about what a wakeup costs on a small VM. */
@@ -267,7 +270,7 @@ int broker_run(struct broker *b)
 	uint64_t idle_since = 0; /* 0: the last pass had work */
 	uint64_t spin = b->cfg.spin_ns;
 	/* Recent idle gaps per record: no spin yet, coalescing if allowed. */
-	uint64_t gap_avg = 4 * (spin + COALESCE_GAP_NS);
+	uint64_t gap_avg = 8 * (spin + COALESCE_GAP_NS);
 
 	arm(b, OP_ACCEPT);
 	arm(b, OP_SIGNAL);
@@ -325,6 +328,8 @@ int broker_run(struct broker *b)
 		 * records are still in the cache) as if it were off. */
 		b->tick_ns = coalesce_tick(b);
 		coalesce = b->tick_ns && gap_avg >= COALESCE_GAP_NS;
+		spin =
+		    b->subscriber_asleep ? 2 * b->cfg.spin_ns : b->cfg.spin_ns;
 		/* Idle: look again (yielding the CPU to producers) before the
 		 * syscalls of a sleep, if work tends to come back within the
 		 * budget; a time budget, not a pass count. Coalescing, never:
