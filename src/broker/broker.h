@@ -271,7 +271,7 @@ struct broker {
 	 * when it wakes on every commit; lag_ns, how long a record taken now
 	 * may have waited in its ring for that timer. */
 	uint64_t tick_ns, lag_ns;
-	bool more; /* the last pass left records in a ring (chunk limit) */
+	bool more; /* the last pass left records it saw in a ring */
 	/* The last batch published woke its subscriber (it slept on its
 	 * eventfd rather than polling): loop.c spins longer then. */
 	bool subscriber_asleep;

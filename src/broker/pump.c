@@ -378,7 +378,9 @@ int pump_all(struct broker *b)
 		b->count.ring_visits++;
 		taken = pump_producer(b, p->stream, p);
 		work += taken;
-		if (taken == BROKER_CHUNK)
+		/* Records it knows of and did not take (the chunk limit, or
+		 * the end of the ring's memory): the loop passes again. */
+		if (taken && !p->stalled && p->ring.cached != p->taken)
 			b->more = true;
 		if (taken || p->stalled || p->broken) {
 			if (taken)
