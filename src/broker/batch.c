@@ -139,16 +139,27 @@ void batch_publish(struct broker *b, struct subscription *sub,
  * ring for the broker's tick. The stamp is the producer's (CLOCK_MONOTONIC
  * at commit, like broker_now): kept within [now - lag_ns, now], a stamp
  * from another clock or a lie moves the deadline by lag_ns at most. */
-static uint64_t opened_since(const struct broker *b,
-			     const struct expbus_record_header *hdr)
+static uint64_t opened_since(const struct broker *b, uint64_t stamp)
 {
-	uint64_t t = hdr->timestamp_ns;
+	uint64_t t = stamp;
 
 	if (!b->lag_ns || t > b->now_ns)
 		return b->now_ns;
 	if (b->now_ns - t > b->lag_ns)
 		return b->now_ns - b->lag_ns;
 	return t;
+}
+
+/* Opens a batch in sub's next slot; stamp: its first record's commit. */
+static void open_batch(struct broker *b, struct subscription *sub,
+		       uint64_t stamp)
+{
+	sub->open = ring_slot(&sub->ring, sub->ring.pos);
+	sub->open_count = 0;
+	sub->open_since_ns = opened_since(b, stamp);
+	deadline_add(b, sub);
+	stat_set(&sub->st->oldest_record_ns, b->now_ns);
+	note_release(b, sub); /* this may be the oldest unreleased now */
 }
 
 void batch_deliver(struct broker *b, struct subscription *sub,
@@ -159,15 +170,8 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 	uint32_t i;
 	uint8_t *slot;
 
-	if (!sub->open) {
-		sub->open = ring_slot(&sub->ring, sub->ring.pos);
-		sub->open_count = 0;
-		sub->open_since_ns = opened_since(b, hdr);
-		deadline_add(b, sub);
-		stat_set(&sub->st->oldest_record_ns, b->now_ns);
-		note_release(b,
-			     sub); /* this may be the oldest unreleased now */
-	}
+	if (!sub->open)
+		open_batch(b, sub, hdr->timestamp_ns);
 	slot = sub->open;
 	i = sub->open_count++;
 	((uint64_t *)(slot + off[0]))[i] = seq;
@@ -205,6 +209,130 @@ void batch_deliver(struct broker *b, struct subscription *sub,
 		batch_publish(b, sub, EXPBUS_FLUSH_FULL);
 }
 
+uint32_t batch_room(struct broker *b, struct subscription *sub)
+{
+	if (sub->open)
+		return sub->batch_size - sub->open_count;
+	return batch_has_room(b, sub) ? sub->batch_size : 0;
+}
+
+/* Field column f of k records at stride bytes apart into dst (k packed
+ * elements); constant sizes compile to plain moves. */
+static void gather_column(uint8_t *dst, const uint8_t *src, size_t stride,
+			  uint32_t size, uint32_t k)
+{
+	switch (size) {
+	case 4:
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(dst + (size_t)j * 4, src + j * stride, 4);
+		break;
+	case 8:
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(dst + (size_t)j * 8, src + j * stride, 8);
+		break;
+	case 16:
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(dst + (size_t)j * 16, src + j * stride, 16);
+		break;
+	case 32:
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(dst + (size_t)j * 32, src + j * stride, 32);
+		break;
+	case 64:
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(dst + (size_t)j * 64, src + j * stride, 64);
+		break;
+	default:
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(dst + (size_t)j * size, src + j * stride, size);
+	}
+}
+
+/* The run from p's ring into slot at index i. The ring's records are
+ * contiguous (ring_consumer_ready stops at the end of its memory); the
+ * producer may write them under us and then hurts only itself: each
+ * header is read once, into our copy, and nothing is decided on the data.
+ */
+static void copy_from_ring(const struct subscription *sub, uint8_t *slot,
+			   uint32_t i, const struct producer *p, uint64_t pos,
+			   uint32_t k)
+{
+	const uint64_t *off = sub->col_offset;
+	const uint8_t *rec = ring_slot(&p->ring, pos);
+	size_t stride = p->ring.slot_size;
+	uint64_t *seq = (uint64_t *)(slot + off[0]) + i;
+	uint64_t *ts = (uint64_t *)(slot + off[1]) + i;
+	uint32_t *source = (uint32_t *)(slot + off[2]) + i;
+	uint32_t *game = (uint32_t *)(slot + off[3]) + i;
+	uint32_t *player = (uint32_t *)(slot + off[4]) + i;
+	uint32_t *turn = (uint32_t *)(slot + off[5]) + i;
+	uint32_t *flags = (uint32_t *)(slot + off[6]) + i;
+
+	for (uint32_t j = 0; j < k; j++) {
+		struct expbus_record_header h;
+
+		/* The records were written on another CPU: ask for a few
+		 * ahead while this one is copied. */
+		__builtin_prefetch(rec + (j + 8) * stride);
+		memcpy(&h, rec + j * stride, sizeof(h));
+		seq[j] = pos + j;
+		ts[j] = h.timestamp_ns;
+		source[j] = p->id;
+		game[j] = h.game;
+		player[j] = h.player;
+		turn[j] = h.turn;
+		flags[j] = h.flags;
+	}
+	rec += sizeof(struct expbus_record_header);
+	for (uint32_t f = 0; f < sub->n_plan; f++) {
+		const struct copy_op *op = &sub->plan[f];
+
+		gather_column(slot + op->dst + (uint64_t)i * op->size,
+			      rec + op->src, stride, op->size, k);
+	}
+}
+
+/* The run as another subscription's batch has it: a memcpy per column. */
+static void copy_from_batch(const struct subscription *sub, uint8_t *slot,
+			    uint32_t i, const struct run_copy *from, uint32_t k)
+{
+	for (uint32_t c = 0; c < sub->ncolumns; c++) {
+		size_t size = sub->col_size[c];
+
+		memcpy(slot + sub->col_offset[c] + i * size,
+		       from->slot + from->sub->col_offset[c] + from->at * size,
+		       size * k);
+	}
+}
+
+void batch_take_run(struct broker *b, struct subscription *sub,
+		    struct producer *p, uint64_t pos, uint32_t k,
+		    struct run_copy *from)
+{
+	/* The slot the batch is (or will be) open in: filled first, opened
+	 * after, with its first record's stamp from our copy. */
+	uint8_t *slot =
+	    sub->open ? sub->open : ring_slot(&sub->ring, sub->ring.pos);
+	uint32_t i = sub->open ? sub->open_count : 0;
+
+	if (from->sub)
+		copy_from_batch(sub, slot, i, from, k);
+	else
+		copy_from_ring(sub, slot, i, p, pos, k);
+	if (!from->sub) {
+		from->sub = sub;
+		from->slot = slot;
+		from->at = i;
+	}
+	if (!sub->open)
+		open_batch(b, sub,
+			   ((const uint64_t *)(slot + sub->col_offset[1]))[0]);
+	hold_take_run(sub, i, p, pos, k);
+	sub->open_count += k;
+	if (sub->open_count == sub->batch_size)
+		batch_publish(b, sub, EXPBUS_FLUSH_FULL);
+}
+
 void batch_discard(struct broker *b, struct subscription *sub)
 {
 	hold_drop_open(b, sub);
@@ -235,9 +363,14 @@ uint64_t batch_outstanding(struct broker *b, struct subscription *sub)
 
 void batch_dropped(struct broker *b, struct subscription *sub)
 {
+	batch_dropped_n(b, sub, 1);
+}
+
+void batch_dropped_n(struct broker *b, struct subscription *sub, uint64_t n)
+{
 	stats_touch_sub(b, sub);
-	sub->dropped_total++;
-	stat_add(&sub->st->dropped[DROP_RING_FULL], 1);
+	sub->dropped_total += n;
+	stat_add(&sub->st->dropped[DROP_RING_FULL], n);
 	/* Relaxed: a counter the subscriber reads on its own. */
 	atomic_store_explicit(&sub->seg->dropped, sub->dropped_total,
 			      memory_order_relaxed);

@@ -20,6 +20,28 @@ int batch_check_release(struct broker *b, struct subscription *sub);
 void batch_deliver(struct broker *b, struct subscription *sub,
 		   const struct expbus_record_header *hdr, uint64_t seq,
 		   uint32_t source, struct producer *src, const uint8_t *data);
+/* Runs: k consecutive records of producer p's ring, from position pos,
+ * routed whole to every subscription of a stream that takes them all (no
+ * filter, no group). The first subscription with room copies them from
+ * the ring (each header field read once, each field column by column);
+ * the others copy that subscription's columns. */
+struct run_copy {
+	const struct subscription *sub; /* NULL: not copied yet */
+	const uint8_t *slot;		/* its batch slot holding the run */
+	uint32_t at;			/* the run's first index there */
+};
+/* Records sub can take before its batch is full: what its open batch
+ * lacks, a whole batch when it has a free slot, 0 when its ring is full
+ * (or its release counter lies: sub is then dead). */
+uint32_t batch_room(struct broker *b, struct subscription *sub);
+/* Copies the run into sub's batch (k at most its room) from the ring, or
+ * from where *from has it; publishes the batch when full. Sets *from when
+ * it was the first copy. */
+void batch_take_run(struct broker *b, struct subscription *sub,
+		    struct producer *p, uint64_t pos, uint32_t k,
+		    struct run_copy *from);
+/* Counts n records dropped for a lossy subscriber with a full ring. */
+void batch_dropped_n(struct broker *b, struct subscription *sub, uint64_t n);
 /* Forgets sub's open batch unpublished (its records went elsewhere). */
 void batch_discard(struct broker *b, struct subscription *sub);
 /* Publishes sub's open batch and wakes its subscriber if it sleeps. */

@@ -6,6 +6,7 @@
  * head cost O(records), never O(rings x subscriptions). */
 #include <errno.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include "hold.h"
@@ -28,6 +29,16 @@ void hold_take(struct subscription *sub, uint32_t i, struct producer *p,
 	 * uint16_t does not overflow with STATS_MAX_SUBS subscriptions. */
 	p->holds[pos & p->ring.mask]++;
 	p->n_held++;
+}
+
+void hold_take_run(struct subscription *sub, uint32_t i, struct producer *p,
+		   uint64_t pos, uint32_t k)
+{
+	for (uint32_t j = 0; j < k; j++) {
+		sub->open_src[i + j] = p;
+		p->holds[(pos + j) & p->ring.mask]++;
+	}
+	p->n_held += k;
 }
 
 struct producer *hold_of(const struct subscription *sub, uint32_t i)
@@ -68,6 +79,29 @@ void hold_drop_open(struct broker *b, struct subscription *sub)
 	}
 }
 
+/* The ring's fill as of its tail now: the tail we cached may be far
+ * behind a producer that filled its ring and went to sleep, and judged by
+ * it, every head we move would wake the producer for a few slots. An
+ * impossible tail counts as full (the pump disconnects the producer). */
+static uint64_t fill_now(struct producer *p)
+{
+	if (ring_consumer_ready(&p->ring, 0, UINT64_MAX) < 0)
+		return p->ring.capacity;
+	return ring_consumer_cached_fill(&p->ring);
+}
+
+/* Whether a wakeup written to eventfd fd is still unread: its sleeper
+ * has not run since, and will see every head we moved when it does (it
+ * looks at the ring after reading the eventfd). Its flag stays up until
+ * then; without this, every pass in between would write again, and on a
+ * small machine a woken producer may wait a while for a CPU. */
+static bool wake_pending(int fd)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+	return poll(&pfd, 1, 0) == 1;
+}
+
 static void release_head(struct broker *b, struct producer *p)
 {
 	uint64_t head = p->ring.pos;
@@ -84,7 +118,7 @@ static void release_head(struct broker *b, struct producer *p)
 	 * wakeup instead of one. Its flag stays up until then; the head
 	 * moves again at the next publish or pass. */
 	if (ring_consumer_release(&p->ring, head - p->ring.pos) &&
-	    ring_consumer_cached_fill(&p->ring) <= p->ring.capacity / 2) {
+	    fill_now(p) <= p->ring.capacity / 2 && !wake_pending(p->space_fd)) {
 		uint64_t one = 1;
 		(void)!write(p->space_fd, &one, sizeof(one));
 	}

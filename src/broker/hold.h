@@ -16,6 +16,9 @@ int hold_init(struct producer *p);
  * p's head until the batch is published or discarded. */
 void hold_take(struct subscription *sub, uint32_t i, struct producer *p,
 	       uint64_t pos);
+/* The same for records i .. i + k - 1, p's positions pos .. pos + k - 1. */
+void hold_take_run(struct subscription *sub, uint32_t i, struct producer *p,
+		   uint64_t pos, uint32_t k);
 /* Whatever record i of sub's open batch holds (NULL: nothing). */
 struct producer *hold_of(const struct subscription *sub, uint32_t i);
 /* sub's open batch is published or discarded: its records hold no head

@@ -256,21 +256,43 @@ static void producer_violation(struct broker *b, struct producer *p)
 	b->count.violations++;
 }
 
-/* Takes up to BROKER_CHUNK records from p, past those it took before (the
- * head moves at hold_release_heads). Returns how many. */
-static uint32_t pump_producer(struct broker *b, struct stream *s,
-			      struct producer *p)
+/* Counts the games p's records went through (the stats' games_seen and
+ * last_game), from our copy of their game ids. */
+static void note_games(struct producer *p, const uint32_t *game, uint32_t k)
 {
-	int avail =
-	    ring_consumer_ready(&p->ring, p->taken - p->ring.pos, BROKER_CHUNK);
+	for (uint32_t j = 0; j < k; j++) {
+		if (game[j] == p->last_game)
+			continue;
+		p->last_game = game[j];
+		stat_add(&p->st->games_seen, 1);
+		stat_set(&p->st->last_game, game[j]);
+	}
+}
+
+/* Whether every record of s goes to the same subscriptions: no group (a
+ * member per game), no filter. Then runs of records are routed whole. */
+static bool routes_whole(const struct stream *s)
+{
+	if (s->n_groups)
+		return false;
+	for (uint32_t i = 0; i < s->n_subs; i++) {
+		const struct filter *f = &s->subs[i]->filter;
+
+		if (f->games || f->players || f->min_turn)
+			return false;
+	}
+	return true;
+}
+
+/* Routes records one at a time (filters, groups): up to avail of them,
+ * from p->taken. Returns how many; sets p->stalled when a lossless
+ * subscription has no room. */
+static uint32_t pump_records(struct broker *b, struct stream *s,
+			     struct producer *p, uint32_t avail)
+{
 	uint32_t taken = 0;
 
-	if (avail < 0) {
-		producer_violation(b, p);
-		return 0;
-	}
-	p->stalled = false;
-	while (taken < (uint32_t)avail) {
+	while (taken < avail) {
 		uint64_t seq = p->taken + taken;
 		const struct expbus_record_header *rec =
 		    ring_slot(&p->ring, seq);
@@ -281,17 +303,100 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 		memcpy(&hdr, rec, sizeof(hdr));
 		if (!route(b, s, p, &hdr, seq, (const uint8_t *)(rec + 1))) {
 			p->stalled = true;
-			stat_add(&p->st->stalls, 1);
 			break;
 		}
 		game_over(s, &hdr);
-		if (hdr.game != p->last_game) {
-			p->last_game = hdr.game;
-			stat_add(&p->st->games_seen, 1);
-			stat_set(&p->st->last_game, hdr.game);
-		}
+		note_games(p, &hdr.game, 1);
 		taken++;
 	}
+	return taken;
+}
+
+/* Routes records in runs (routes_whole): what cannot change within a run
+ * (who takes it, how much room each has) is decided once per run, and
+ * the run is copied column by column. Same contract as pump_records. */
+static uint32_t pump_runs(struct broker *b, struct stream *s,
+			  struct producer *p, uint32_t avail)
+{
+	struct subscription *to[MAX_TARGETS];
+	uint32_t room[MAX_TARGETS], n = 0, taken = 0;
+
+	for (uint32_t i = 0; i < s->n_subs && n < MAX_TARGETS; i++)
+		if (!s->subs[i]->dead)
+			to[n++] = s->subs[i];
+	while (taken < avail) {
+		uint64_t pos = p->taken + taken;
+		uint32_t k = avail - taken;
+		struct run_copy from = {0};
+
+		for (uint32_t i = 0; i < n; i++) {
+			room[i] = batch_room(b, to[i]);
+			if (room[i]) {
+				if (room[i] < k)
+					k = room[i];
+				continue;
+			}
+			/* Full: a lossless one holds the run back; one that
+			 * just broke the protocol is gone, routed around
+			 * next pass. */
+			if (to[i]->dead || to[i]->policy == EXPBUS_LOSSLESS) {
+				if (!to[i]->dead)
+					to[i]->blocked = true;
+				p->stalled = true;
+				return taken;
+			}
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			if (room[i])
+				batch_take_run(b, to[i], p, pos, k, &from);
+			else
+				batch_dropped_n(b, to[i], k);
+		}
+		if (from.sub) {
+			note_games(p,
+				   (const uint32_t *)(from.slot +
+						      from.sub->col_offset[3]) +
+				       from.at,
+				   k);
+		} else {
+			/* Nobody took it: the ids straight from the ring, each
+			 * read once. */
+			for (uint32_t j = 0; j < k; j++) {
+				const struct expbus_record_header *rec =
+				    ring_slot(&p->ring, pos + j);
+				uint32_t game;
+
+				memcpy(&game, &rec->game, sizeof(game));
+				note_games(p, &game, 1);
+			}
+		}
+		if (n == 0) {
+			stat_add(&s->st->unclaimed, k);
+			b->count.unclaimed += k;
+		}
+		taken += k;
+	}
+	return taken;
+}
+
+/* Takes up to BROKER_CHUNK records from p, past those it took before (the
+ * head moves at hold_release_heads). Returns how many. */
+static uint32_t pump_producer(struct broker *b, struct stream *s,
+			      struct producer *p)
+{
+	int avail =
+	    ring_consumer_ready(&p->ring, p->taken - p->ring.pos, BROKER_CHUNK);
+	uint32_t taken;
+
+	if (avail < 0) {
+		producer_violation(b, p);
+		return 0;
+	}
+	p->stalled = false;
+	taken = routes_whole(s) ? pump_runs(b, s, p, (uint32_t)avail)
+				: pump_records(b, s, p, (uint32_t)avail);
+	if (p->stalled)
+		stat_add(&p->st->stalls, 1);
 	if (taken) {
 		p->taken += taken;
 		hold_queue(b, p);
