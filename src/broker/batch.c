@@ -272,8 +272,9 @@ static void copy_from_ring(const struct subscription *sub, uint8_t *slot,
 		struct expbus_record_header h;
 
 		/* The records were written on another CPU: ask for a few
-		 * ahead while this one is copied. */
-		__builtin_prefetch(rec + (j + 8) * stride);
+		 * ahead (within the run) while this one is copied. */
+		if (j + 8 < k)
+			__builtin_prefetch(rec + (j + 8) * stride);
 		memcpy(&h, rec + j * stride, sizeof(h));
 		seq[j] = pos + j;
 		ts[j] = h.timestamp_ns;

@@ -82,7 +82,8 @@ void hold_drop_open(struct broker *b, struct subscription *sub)
 /* The ring's fill as of its tail now: the tail we cached may be far
  * behind a producer that filled its ring and went to sleep, and judged by
  * it, every head we move would wake the producer for a few slots. An
- * impossible tail counts as full (the pump disconnects the producer). */
+ * impossible tail counts as full: no wakeup for a producer that wrote one
+ * (pump_refresh_tails, in the housekeeping, disconnects it). */
 static uint64_t fill_now(struct producer *p)
 {
 	if (ring_consumer_ready(&p->ring, 0, UINT64_MAX) < 0)
@@ -90,11 +91,12 @@ static uint64_t fill_now(struct producer *p)
 	return ring_consumer_cached_fill(&p->ring);
 }
 
-/* Whether a wakeup written to eventfd fd is still unread: its sleeper
- * has not run since, and will see every head we moved when it does (it
- * looks at the ring after reading the eventfd). Its flag stays up until
- * then; without this, every pass in between would write again, and on a
- * small machine a woken producer may wait a while for a CPU. */
+/* Whether a wakeup written to eventfd fd is still unread. Then its
+ * sleeper's next wait returns at once and it looks at the ring again,
+ * after reading the eventfd: it sees every head we moved before this look
+ * (ring_consumer_release's fence published it). Its flag stays up until
+ * it runs; without this, every pass in between would write again, and on
+ * a small machine a woken producer may wait a while for a CPU. */
 static bool wake_pending(int fd)
 {
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};

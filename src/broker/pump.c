@@ -330,18 +330,22 @@ static uint32_t pump_runs(struct broker *b, struct stream *s,
 		struct run_copy from = {0};
 
 		for (uint32_t i = 0; i < n; i++) {
-			room[i] = batch_room(b, to[i]);
+			room[i] = to[i]->dead ? 0 : batch_room(b, to[i]);
+			/* Gone since the run began (it broke the protocol,
+			 * here or in batch_room): the rest is routed without
+			 * it, afresh, next pass. */
+			if (to[i]->dead) {
+				p->stalled = true;
+				return taken;
+			}
 			if (room[i]) {
 				if (room[i] < k)
 					k = room[i];
 				continue;
 			}
-			/* Full: a lossless one holds the run back; one that
-			 * just broke the protocol is gone, routed around
-			 * next pass. */
-			if (to[i]->dead || to[i]->policy == EXPBUS_LOSSLESS) {
-				if (!to[i]->dead)
-					to[i]->blocked = true;
+			/* Full: a lossless one holds the run back. */
+			if (to[i]->policy == EXPBUS_LOSSLESS) {
+				to[i]->blocked = true;
 				p->stalled = true;
 				return taken;
 			}
