@@ -216,35 +216,39 @@ uint32_t batch_room(struct broker *b, struct subscription *sub)
 	return batch_has_room(b, sub) ? sub->batch_size : 0;
 }
 
-/* Field column f of k records at stride bytes apart into dst (k packed
- * elements); constant sizes compile to plain moves. */
+/* k elements of size bytes, stride bytes apart in src, packed into dst.
+ * Inlined into each case of gather_column with a constant size, where
+ * each memcpy compiles to plain moves. */
+static inline __attribute__((always_inline)) void
+gather_elems(uint8_t *dst, const uint8_t *src, size_t stride, size_t size,
+	     uint32_t k)
+{
+	for (uint32_t j = 0; j < k; j++)
+		memcpy(dst + j * size, src + j * stride, size);
+}
+
+/* One field of a run of records into its column. */
 static void gather_column(uint8_t *dst, const uint8_t *src, size_t stride,
 			  uint32_t size, uint32_t k)
 {
 	switch (size) {
 	case 4:
-		for (uint32_t j = 0; j < k; j++)
-			memcpy(dst + (size_t)j * 4, src + j * stride, 4);
+		gather_elems(dst, src, stride, 4, k);
 		break;
 	case 8:
-		for (uint32_t j = 0; j < k; j++)
-			memcpy(dst + (size_t)j * 8, src + j * stride, 8);
+		gather_elems(dst, src, stride, 8, k);
 		break;
 	case 16:
-		for (uint32_t j = 0; j < k; j++)
-			memcpy(dst + (size_t)j * 16, src + j * stride, 16);
+		gather_elems(dst, src, stride, 16, k);
 		break;
 	case 32:
-		for (uint32_t j = 0; j < k; j++)
-			memcpy(dst + (size_t)j * 32, src + j * stride, 32);
+		gather_elems(dst, src, stride, 32, k);
 		break;
 	case 64:
-		for (uint32_t j = 0; j < k; j++)
-			memcpy(dst + (size_t)j * 64, src + j * stride, 64);
+		gather_elems(dst, src, stride, 64, k);
 		break;
 	default:
-		for (uint32_t j = 0; j < k; j++)
-			memcpy(dst + (size_t)j * size, src + j * stride, size);
+		gather_elems(dst, src, stride, size, k);
 	}
 }
 
