@@ -301,3 +301,11 @@ int raw_hung_up(int sock, int timeout_ms)
 	}
 	return 0;
 }
+
+uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}

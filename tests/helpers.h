@@ -31,6 +31,9 @@ int broker_log_has(const struct test_broker *tb, const char *needle,
 int broker_fd_count(const struct test_broker *tb);
 int broker_map_count(const struct test_broker *tb);
 
+/* CLOCK_MONOTONIC in milliseconds, for the tests' deadlines. */
+uint64_t now_ms(void);
+
 int raw_connect(const struct test_broker *tb);
 /* Sends an attach; returns the reply type and up to 3 fds in fds. */
 int raw_attach(int sock, const char *stream, const char *schema,

@@ -37,13 +37,6 @@ static void teardown(void)
 
 TestSuite(broker, .init = setup, .fini = teardown, .timeout = 60);
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 struct rec {
 	float obs[4];
 	int32_t action;

@@ -46,13 +46,6 @@ static void teardown(void)
 
 TestSuite(coalesce, .init = setup, .fini = teardown, .timeout = 120);
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void attach(int n, uint32_t ring_slots)
 {
 	struct expbus_producer_options po = {.ring_slots = ring_slots};

@@ -47,13 +47,6 @@ static void teardown(void)
 
 TestSuite(doorbell, .init = setup, .fini = teardown, .timeout = 120);
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void attach_all(void)
 {
 	struct expbus_producer_options po = {.ring_slots = 16};

@@ -41,13 +41,6 @@ struct rec {
 	int32_t action;
 };
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void write_n(struct expbus_producer *p, int first, int n)
 {
 	for (int i = first; i < first + n; i++) {

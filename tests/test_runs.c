@@ -39,13 +39,6 @@ static void teardown(void)
 
 TestSuite(runs, .init = setup, .fini = teardown, .timeout = 120);
 
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Byte k of record i's data. */
 static uint8_t pattern(uint32_t i, size_t k)
 {
