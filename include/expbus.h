@@ -245,9 +245,11 @@ EXPBUS_API const char *expbus_consumer_schema(const struct expbus_consumer *c);
 
 /* Why a batch was published. */
 enum expbus_flush_reason {
-	EXPBUS_FLUSH_FULL = 1,	  /* batch_size records */
-	EXPBUS_FLUSH_TIMEOUT = 2, /* max_delay_us passed */
-	EXPBUS_FLUSH_DRAIN = 3,	  /* broker shutting down or stream idle */
+	EXPBUS_FLUSH_FULL = 1, /* batch_size records */
+	/* max_delay_us passed, or its records filled more than half of a
+	 * ring whose game waits for room (docs/protocol.md) */
+	EXPBUS_FLUSH_TIMEOUT = 2,
+	EXPBUS_FLUSH_DRAIN = 3, /* broker shutting down or stream idle */
 };
 
 /* The header at the start of every batch, read-only. */

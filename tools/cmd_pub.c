@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <linux/futex.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -42,6 +44,7 @@ struct pub_opts {
 	uint32_t ring_slots;
 	uint32_t wait_subs;
 	uint32_t wait_ms;
+	bool together;
 	bool json;
 	bool progress;
 };
@@ -173,8 +176,37 @@ static int produce(struct expbus_producer *p, const struct pub_opts *o,
 	return err;
 }
 
+/* --together: a child counts itself in once its attach is over, done or
+ * failed, and sleeps until all have (a futex on the shared page, so that
+ * hundreds of waiting children cost no polling while the others attach).
+ * The count only rises: no child can miss the moment it reaches n. */
+static void gate_pass(_Atomic uint32_t *gate, uint32_t n)
+{
+	/* acq_rel: pairs with the other children's increments, so that the
+	 * last one sees every earlier attach done. */
+	uint32_t seen =
+	    atomic_fetch_add_explicit(gate, 1, memory_order_acq_rel) + 1;
+
+	if (seen == n) {
+		(void)syscall(SYS_futex, gate, FUTEX_WAKE, INT_MAX, NULL, NULL,
+			      0);
+		return;
+	}
+	/* Acquire: pairs with the last child's increment above. */
+	while (!stop &&
+	       (seen = atomic_load_explicit(gate, memory_order_acquire)) < n) {
+		/* Returns at once if the count moved since it was read
+		 * (EAGAIN). The timeout looks at stop again: a signal that
+		 * came between that test and the wait would be lost. */
+		struct timespec slice = {.tv_nsec = 100000000};
+
+		(void)syscall(SYS_futex, gate, FUTEX_WAIT, seen, &slice, NULL,
+			      0);
+	}
+}
+
 static void child(const struct pub_opts *o, uint32_t k, int fd,
-		  _Atomic uint64_t *live)
+		  _Atomic uint64_t *live, _Atomic uint32_t *gate)
 {
 	struct expbus_producer_options popts = {.ring_slots = o->ring_slots};
 	struct pub_result res = {.index = o->pt.index_base + k};
@@ -184,11 +216,15 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 
 	err = expbus_new(o->socket, &bus);
 	if (err < 0) {
+		if (o->together)
+			gate_pass(gate, o->producers);
 		snprintf(res.message, sizeof(res.message), "%s",
 			 strerror(-err));
 		goto out;
 	}
 	err = expbus_producer_attach(bus, o->stream, o->schema, &popts, &p);
+	if (o->together)
+		gate_pass(gate, o->producers);
 	if (err < 0) {
 		snprintf(res.message, sizeof(res.message),
 			 "attaching to '%s' at %s: %s", o->stream,
@@ -341,6 +377,12 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 	     .max = 86400000,
 	     .metavar = "MS",
 	     .help = "give up on --wait-subs after MS (default 5000)"},
+	    {.name = "together",
+	     .kind = OPTION_FLAG,
+	     .target = &o->together,
+	     .help = "start writing only when all N producers have\n"
+		     "attached (or failed to), all at once; without\n"
+		     "it each starts as soon as it is attached"},
 	    {.name = "json",
 	     .kind = OPTION_FLAG,
 	     .target = &o->json,
@@ -454,6 +496,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		 end = 0, last = 0;
 	uint32_t failed = 0, reported = 0, alive;
 	_Atomic uint64_t *live;
+	size_t live_size;
 	pid_t *pids;
 	double secs, t0 = cli_now(), last_t = t0;
 	struct results acc = {.start = UINT64_MAX};
@@ -462,8 +505,10 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	r = parse(argc, argv, &o);
 	if (r)
 		return r < 0 ? 0 : r;
-	/* Counters the children update for --progress, a cache line each. */
-	live = mmap(NULL, (size_t)o.producers * 64, PROT_READ | PROT_WRITE,
+	/* Counters the children update for --progress, a cache line each,
+	 * and after them the --together gate's count. */
+	live_size = ((size_t)o.producers + 1) * 64;
+	live = mmap(NULL, live_size, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	pids = calloc(o.producers, sizeof(*pids));
 	if (live == MAP_FAILED || !pids || pipe2(fds, O_CLOEXEC) < 0) {
@@ -486,7 +531,8 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		}
 		if (pids[k] == 0) {
 			(void)close(fds[0]);
-			child(&o, k, fds[1], &live[k * 8]);
+			child(&o, k, fds[1], &live[k * 8],
+			      (_Atomic uint32_t *)&live[o.producers * 8]);
 		}
 	}
 	(void)close(fds[1]);
@@ -551,6 +597,6 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	if (o.nonblock && !o.json)
 		printf("pub: %" PRIu64 " retries on a full ring\n", retries);
 	free(pids);
-	munmap((void *)live, (size_t)o.producers * 64);
+	munmap((void *)live, live_size);
 	return failed ? 1 : 0;
 }

@@ -79,6 +79,41 @@ void hold_drop_open(struct broker *b, struct subscription *sub)
 	}
 }
 
+/* The oldest position from the head on that an open batch holds; p->taken
+ * when none. */
+static uint64_t first_held(const struct producer *p)
+{
+	uint64_t pos = p->ring.pos;
+
+	if (!p->n_held)
+		return p->taken;
+	while (pos != p->taken && !p->holds[pos & p->ring.mask])
+		pos++;
+	return pos;
+}
+
+uint64_t hold_span(const struct producer *p)
+{
+	return p->taken - first_held(p);
+}
+
+bool hold_blocks_producer(const struct producer *p)
+{
+	return p->n_held && p->ring.cached == p->taken &&
+	       ring_consumer_producer_waits(&p->ring) &&
+	       2 * hold_span(p) > p->ring.capacity;
+}
+
+bool hold_has(const struct subscription *sub, const struct producer *p)
+{
+	if (!sub->open)
+		return false;
+	for (uint32_t i = 0; i < sub->open_count; i++)
+		if (sub->open_src[i] == p)
+			return true;
+	return false;
+}
+
 /* The ring's fill as of its tail now: the tail we cached may be far
  * behind a producer that filled its ring and went to sleep, and judged by
  * it, every head we move would wake the producer for a few slots. An
@@ -106,13 +141,9 @@ static bool wake_pending(int fd)
 
 static void release_head(struct broker *b, struct producer *p)
 {
-	uint64_t head = p->ring.pos;
+	/* Each position is passed once: O(records) overall. */
+	uint64_t head = first_held(p);
 
-	if (!p->n_held)
-		head = p->taken;
-	else /* each position is passed once: O(records) overall */
-		while (head != p->taken && !p->holds[head & p->ring.mask])
-			head++;
 	if (head == p->ring.pos)
 		return;
 	/* A producer asleep on a full ring is woken once half of it is free,

@@ -5,6 +5,7 @@
 #ifndef EXPBUSD_HOLD_H
 #define EXPBUSD_HOLD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "broker.h"
@@ -31,6 +32,16 @@ void hold_queue(struct broker *b, struct producer *p);
  * producer asleep on its full ring once half of it is free. Once per pass
  * and after publishing: one store per ring, not one per record. */
 void hold_release_heads(struct broker *b);
+/* Records of p's ring from the oldest an open batch holds to the last one
+ * taken (0: open batches hold none of them). */
+uint64_t hold_span(const struct producer *p);
+/* Whether open batches keep p's producer waiting: they hold more than
+ * half of its ring (it is woken once half is free), the broker has taken
+ * all it knows of, and the producer's flag is up. Those batches may wait
+ * for records only that producer would write. */
+bool hold_blocks_producer(const struct producer *p);
+/* Whether sub's open batch holds one of p's records. */
+bool hold_has(const struct subscription *sub, const struct producer *p);
 /* p is freed: no open batch refers to it any more. */
 void hold_forget_producer(struct broker *b, struct producer *p);
 

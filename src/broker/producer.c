@@ -359,9 +359,12 @@ bool producer_park(struct broker *b, struct producer *p)
 	 * that look sees the flag and rings the doorbell. */
 	p->watching = false; /* its flag is 1 now, or 0 below */
 	if (ring_consumer_prepare_sleep(&p->ring, p->taken - p->ring.pos) !=
-	    0) {
+		0 ||
+	    hold_blocks_producer(p)) {
 		/* News after all (or an impossible tail, which the data path
-		 * reports): stay active, flag down. */
+		 * reports), or a producer waiting for batches we hold (its
+		 * flag, looked at after ours: ring.c): stay active, flag
+		 * down. */
 		ring_consumer_sleep_done(&p->ring);
 		return false;
 	}

@@ -383,6 +383,35 @@ static uint32_t pump_runs(struct broker *b, struct stream *s,
 	return taken;
 }
 
+/* Open batches that keep p's producer waiting (hold_blocks_producer): a
+ * batch bigger than the ring never fills, and each would wait for its
+ * delay with the game stalled. They are published now, counted as
+ * timeouts (their records could wait no longer). */
+static void unblock_ring(struct broker *b, struct stream *s, struct producer *p)
+{
+	if (!hold_blocks_producer(p))
+		return;
+	/* A fresh look at the tail: records committed since we cached it
+	 * are taken first (the next pass), and may fill those batches. */
+	if (ring_consumer_ready(&p->ring, p->taken - p->ring.pos, UINT64_MAX) !=
+	    0) {
+		b->more = true;
+		return;
+	}
+	for (uint32_t i = 0; i < s->n_subs; i++)
+		if (!s->subs[i]->dead && hold_has(s->subs[i], p))
+			batch_publish(b, s->subs[i], EXPBUS_FLUSH_TIMEOUT);
+	for (uint32_t g = 0; g < s->n_groups; g++) {
+		struct consumer_group *grp = s->groups[g];
+
+		for (uint32_t i = 0; i < grp->n_members; i++)
+			if (!grp->members[i]->dead &&
+			    hold_has(grp->members[i], p))
+				batch_publish(b, grp->members[i],
+					      EXPBUS_FLUSH_TIMEOUT);
+	}
+}
+
 /* Takes up to BROKER_CHUNK records from p, past those it took before (the
  * head moves at hold_release_heads). Returns how many. */
 static uint32_t pump_producer(struct broker *b, struct stream *s,
@@ -405,6 +434,7 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 		p->taken += taken;
 		hold_queue(b, p);
 	}
+	unblock_ring(b, s, p);
 	stat_add(&p->st->records_in, taken);
 	stat_add(&s->st->records_in, taken);
 	stat_set(&p->st->tail_seen, p->ring.cached);
@@ -550,6 +580,12 @@ bool pump_prepare_sleep(struct broker *b, bool coalesce)
 				ring_consumer_watch_half(&p->ring);
 				p->watching = true;
 			}
+			/* Its producer waits for batches we hold: another
+			 * pass publishes them. (No fence after the flag, a
+			 * hint: a producer that waits after this look rings
+			 * the doorbell, or the timer comes.) */
+			if (hold_blocks_producer(p))
+				ok = false;
 			i++;
 			continue;
 		}

@@ -164,7 +164,7 @@ uint64_t client_deadline(int timeout_ms)
 }
 
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
-		      int sock, uint64_t deadline)
+		      int wake_fd, int sock, uint64_t deadline)
 {
 	int left = -1, n;
 	uint64_t junk;
@@ -177,6 +177,13 @@ int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 			n = -ETIMEDOUT;
 		else
 			left = (int)((deadline - now + 999999) / 1000000);
+	}
+	if (n == 0 && producer && wake_fd >= 0 && ring_producer_full_wakes(r)) {
+		uint64_t one = 1;
+		/* The broker holds what it took until it publishes, and
+		 * learns here that we wait for it (ring.c); if this write
+		 * fails its timer still comes. */
+		(void)!write(wake_fd, &one, sizeof(one));
 	}
 	if (n == 0) {
 		n = client_wait(efd, sock, left);

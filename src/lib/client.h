@@ -49,12 +49,14 @@ struct ring;
 
 /* One sleep of one side of a ring, as ring.c describes: raise the side's
  * flag, look again, then block on efd (or until sock hangs up) no later
- * than deadline (CLOCK_MONOTONIC ns; 0: none). Returns > 0 when slots are
- * ready (consumer) or free (producer) after all, 0 after a wakeup (look
- * again), -ETIMEDOUT, -EPIPE (the broker hung up), -EPROTO (impossible
- * counter), -EINTR, or another negative errno. */
+ * than deadline (CLOCK_MONOTONIC ns; 0: none). A producer passes the
+ * broker's wake fd as wake_fd (consumers -1): with its flag up and the
+ * ring still full, it wakes a broker that watches the ring for bursts.
+ * Returns > 0 when slots are ready (consumer) or free (producer) after
+ * all, 0 after a wakeup (look again), -ETIMEDOUT, -EPIPE (the broker hung
+ * up), -EPROTO (impossible counter), -EINTR, or another negative errno. */
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
-		      int sock, uint64_t deadline);
+		      int wake_fd, int sock, uint64_t deadline);
 
 /* Now plus timeout_ms as a deadline for client_ring_sleep (0 if none). */
 uint64_t client_deadline(int timeout_ms);

@@ -214,6 +214,17 @@ static int ring_broken(struct expbus_producer *p)
 	    "the ring is unusable");
 }
 
+/* Our ring is full and our flag is up: a broker that watches the ring for
+ * bursts (ring.c) learns now that we wait for it, instead of at its next
+ * timer tick. Nothing to do on failure: that tick comes anyway. */
+static void ring_full(struct expbus_producer *p)
+{
+	uint64_t one = 1;
+
+	if (p->link.wake_fd >= 0 && ring_producer_full_wakes(&p->ring))
+		(void)!write(p->link.wake_fd, &one, sizeof(one));
+}
+
 /* Waits for free slots (client_ring_sleep; ring.c explains why no wakeup
  * is lost). While no broker serves the ring, moves the link on and sleeps
  * on its fds, never past the deadline. */
@@ -231,7 +242,8 @@ static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 			link_step(l, now);
 		if (l->state == LINK_LIVE) {
 			r = client_ring_sleep(&p->ring, 1, p->reserved,
-					      l->space_fd, l->sock, deadline);
+					      l->space_fd, l->wake_fd, l->sock,
+					      deadline);
 			if (r == 0)
 				continue;
 			if (r == -EPROTO)
@@ -282,10 +294,12 @@ int expbus_reserve(struct expbus_producer *p, unsigned n, int timeout_ms,
 		 * broker writes the space eventfd and expbus_producer_fd
 		 * turns readable when it frees slots. */
 		got = ring_producer_prepare_sleep(&p->ring, p->reserved);
-		if (got != 0)
+		if (got != 0) {
 			ring_producer_sleep_done(&p->ring);
-		else
+		} else {
 			p->flag_up = true;
+			ring_full(p);
+		}
 		if (got > 0 && (unsigned)got > n)
 			got = (int)n;
 	}

@@ -22,7 +22,14 @@
  * RING_WATCH_HALF: the producer then wakes it only when a commit fills the
  * ring past half (a burst that must not wait for the timer and block the
  * producer). That is a hint, not the protocol above: a wakeup it misses
- * costs the wait for the consumer's timer, nothing more. */
+ * costs the wait for the consumer's timer, nothing more.
+ *
+ * A consumer may hold what it read (its head does not move) until more
+ * comes. So a producer about to wait on its full ring, its own flag up and
+ * fenced, wakes a consumer whose flag is up (ring_producer_full_wakes);
+ * a consumer about to sleep, its flag up and fenced, looks at the
+ * producer's flag (ring_consumer_producer_waits): Dekker again, and one of
+ * them sees the other. */
 #include "ring.h"
 
 #include <errno.h>
@@ -129,6 +136,17 @@ bool ring_producer_commit(struct ring *r, uint64_t n)
 	return before - head < half && r->pos - head >= half;
 }
 
+bool ring_producer_full_wakes(const struct ring *r)
+{
+	/* Relaxed, after the seq_cst fence of ring_producer_prepare_sleep:
+	 * the sleeper half of Dekker against a consumer that raises its flag,
+	 * fences and then looks at ours (ring_consumer_producer_waits), so
+	 * one of the two sees the other. A consumer that cleared its flag
+	 * since is awake and sees the full ring on its own. */
+	return atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed) !=
+	       0;
+}
+
 static int consumer_refresh(struct ring *r)
 {
 	/* Acquire: pairs with the producer's store-release of the tail in
@@ -186,6 +204,15 @@ void ring_consumer_watch_half(struct ring *r)
 	 * it waits for the consumer's timer. */
 	atomic_store_explicit(&r->cons->sleeping, RING_WATCH_HALF,
 			      memory_order_relaxed);
+}
+
+bool ring_consumer_producer_waits(const struct ring *r)
+{
+	/* Relaxed: after our flag store and seq_cst fence (a consumer about
+	 * to sleep), Dekker with ring_producer_full_wakes; elsewhere a hint,
+	 * since a producer that raises its flag later wakes us (see top). */
+	return atomic_load_explicit(&r->prod->sleeping, memory_order_relaxed) !=
+	       0;
 }
 
 void ring_consumer_sleep_done(struct ring *r)

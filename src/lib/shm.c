@@ -112,7 +112,7 @@ int shm_map(int fd, size_t size, int writable, void **addr)
 #ifdef EXPBUS_SHARED_MAPPINGS
 	return shared_find(fd, size, addr);
 #endif
-	p = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+	p = mmap(NULL, size, prot, MAP_SHARED | MAP_POPULATE, fd, 0);
 
 	if (p == MAP_FAILED)
 		return -errno;
