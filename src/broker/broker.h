@@ -66,7 +66,7 @@ struct producer {
 	    *doorbell;	    /* the producer rings it: news in a parked ring */
 	uint32_t active_at; /* index in broker.active, or NOT_ACTIVE (parked) */
 	uint64_t news_ns;   /* when records were last taken */
-	bool watching;	    /* its flag is RING_WATCH_HALF (coalescing) */
+	uint32_t watching;  /* its flag, RING_WATCH_* (coalescing), or 0 */
 	struct producer_ring *seg;
 	size_t seg_size;
 	/* The broker is the consumer. ring.pos is the shared head: what the

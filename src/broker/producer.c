@@ -335,7 +335,7 @@ void producer_activate(struct broker *b, struct producer *p)
 	/* Its flag down first: while it is active the producer need not
 	 * ring (the broker looks at its ring every pass). */
 	ring_consumer_sleep_done(&p->ring);
-	p->watching = false;
+	p->watching = 0;
 	p->active_at = b->n_active;
 	b->active[b->n_active++] = p;
 	p->news_ns = b->now_ns;
@@ -357,7 +357,7 @@ bool producer_park(struct broker *b, struct producer *p)
 	/* The sleeper half of ring.c's protocol, per ring: flag up, fence,
 	 * look at the tail once more (past what was taken). A commit after
 	 * that look sees the flag and rings the doorbell. */
-	p->watching = false; /* its flag is 1 now, or 0 below */
+	p->watching = 0; /* its flag is 1 now, or 0 below */
 	if (ring_consumer_prepare_sleep(&p->ring, p->taken - p->ring.pos) !=
 		0 ||
 	    hold_blocks_producer(p)) {

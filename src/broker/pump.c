@@ -576,9 +576,16 @@ bool pump_prepare_sleep(struct broker *b, bool coalesce)
 		 * only for a burst (the last pass emptied it, or set
 		 * b->more and the loop did not sleep). */
 		if (coalesce) {
-			if (!p->watching) {
-				ring_consumer_watch_half(&p->ring);
-				p->watching = true;
+			/* Holding half the ring or more in open batches, we
+			 * want to hear when its producer waits on it full
+			 * (its commits may never cross half again). */
+			uint32_t how = 2 * hold_span(p) >= p->ring.capacity
+					   ? RING_WATCH_HELD
+					   : RING_WATCH_HALF;
+
+			if (p->watching != how) {
+				ring_consumer_watch(&p->ring, how);
+				p->watching = how;
 			}
 			/* Its producer waits for batches we hold: another
 			 * pass publishes them. (No fence after the flag, a

@@ -16,7 +16,8 @@ void pump_refresh_tails(struct broker *b);
  * and looks at each once more. Returns false when there is work after all;
  * pump_sleep_done lowers the flags either way. With coalesce (a sleep of
  * one tick, coalesce.c), the active rings stay active and are set to
- * watch for a burst instead (RING_WATCH_HALF). */
+ * watch for a burst instead (RING_WATCH_HALF, or RING_WATCH_HELD while open
+ * batches hold half of the ring or more). */
 bool pump_prepare_sleep(struct broker *b, bool coalesce);
 void pump_sleep_done(struct broker *b);
 

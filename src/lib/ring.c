@@ -26,10 +26,12 @@
  *
  * A consumer may hold what it read (its head does not move) until more
  * comes. So a producer about to wait on its full ring, its own flag up and
- * fenced, wakes a consumer whose flag is up (ring_producer_full_wakes);
- * a consumer about to sleep, its flag up and fenced, looks at the
- * producer's flag (ring_consumer_producer_waits): Dekker again, and one of
- * them sees the other. */
+ * fenced, wakes a consumer whose flag is 1 or RING_WATCH_HELD (watching,
+ * and holding at least half the ring; ring_producer_full_wakes); a
+ * consumer about to sleep, its flag up and fenced, looks at the producer's
+ * flag (ring_consumer_producer_waits): Dekker again, and one of them sees
+ * the other. A consumer that watches without holding much comes back at
+ * its timer for what the producer wrote. */
 #include "ring.h"
 
 #include <errno.h>
@@ -127,7 +129,7 @@ bool ring_producer_commit(struct ring *r, uint64_t n)
 	 * consumer's sleeping flag (the waker half of Dekker, see top). */
 	atomic_thread_fence(memory_order_seq_cst);
 	flag = atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed);
-	if (flag != RING_WATCH_HALF)
+	if (flag != RING_WATCH_HALF && flag != RING_WATCH_HELD)
 		return flag != 0;
 	/* Relaxed: only a hint (see top); the head does not move while the
 	 * consumer waits for its timer, so this load hits the cache. A head
@@ -143,8 +145,10 @@ bool ring_producer_full_wakes(const struct ring *r)
 	 * fences and then looks at ours (ring_consumer_producer_waits), so
 	 * one of the two sees the other. A consumer that cleared its flag
 	 * since is awake and sees the full ring on its own. */
-	return atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed) !=
-	       0;
+	uint32_t flag =
+	    atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed);
+
+	return flag != 0 && flag != RING_WATCH_HALF;
 }
 
 static int consumer_refresh(struct ring *r)
@@ -198,12 +202,11 @@ int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip)
 	return ring_consumer_ready(r, skip, UINT64_MAX);
 }
 
-void ring_consumer_watch_half(struct ring *r)
+void ring_consumer_watch(struct ring *r, uint32_t how)
 {
 	/* Relaxed, no fence: a hint (see top of file). A commit that misses
 	 * it waits for the consumer's timer. */
-	atomic_store_explicit(&r->cons->sleeping, RING_WATCH_HALF,
-			      memory_order_relaxed);
+	atomic_store_explicit(&r->cons->sleeping, how, memory_order_relaxed);
 }
 
 bool ring_consumer_producer_waits(const struct ring *r)

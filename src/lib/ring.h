@@ -51,8 +51,9 @@ int ring_producer_free(struct ring *r, uint64_t skip, uint64_t n);
  * when the consumer sleeps and must be woken. */
 bool ring_producer_commit(struct ring *r, uint64_t n);
 /* Producer about to wait on its full ring, its flag up: whether the
- * consumer sleeps (or watches for bursts) and must be woken, since it may
- * hold what it read until we write more and we wait for it (ring.c). */
+ * consumer sleeps (flag 1) or watches holding what it read
+ * (RING_WATCH_HELD), and must be woken: it may hold what it read until we
+ * write more, and we wait for it (ring.c). */
 bool ring_producer_full_wakes(const struct ring *r);
 
 /* Consumer: slots ready to read, contiguous from r->pos + skip (skip:
@@ -78,11 +79,13 @@ int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip);
 void ring_consumer_sleep_done(struct ring *r);
 
 /* Consumer that comes back on its own timer: asks the producer to wake it
- * only when a commit fills the ring past half, or when the producer waits
- * on a full ring (ring.c). Any other sleeping
- * flag value than this one means: wake on every commit. */
+ * only when a commit fills the ring past half (RING_WATCH_HALF), and with
+ * RING_WATCH_HELD also when the producer waits on its full ring (the
+ * consumer holds much of what it read: ring.c). Any other nonzero flag
+ * means: wake on every commit. */
 #define RING_WATCH_HALF 2u
-void ring_consumer_watch_half(struct ring *r);
+#define RING_WATCH_HELD 3u
+void ring_consumer_watch(struct ring *r, uint32_t how);
 /* Consumer: whether the producer has raised its flag to wait for free
  * slots (a hint: it may be about to find some). */
 bool ring_consumer_producer_waits(const struct ring *r);
