@@ -51,7 +51,8 @@ struct ring;
  * flag, look again, then block on efd (or until sock hangs up) no later
  * than deadline (CLOCK_MONOTONIC ns; 0: none). A producer passes the
  * broker's wake fd as wake_fd (consumers -1): with its flag up and the
- * ring still full, it wakes a broker that watches the ring for bursts.
+ * ring still full, it wakes a broker whose flag asks for it
+ * (ring_producer_full_wakes).
  * Returns > 0 when slots are ready (consumer) or free (producer) after
  * all, 0 after a wakeup (look again), -ETIMEDOUT, -EPIPE (the broker hung
  * up), -EPROTO (impossible counter), -EINTR, or another negative errno. */

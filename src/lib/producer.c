@@ -214,9 +214,10 @@ static int ring_broken(struct expbus_producer *p)
 	    "the ring is unusable");
 }
 
-/* Our ring is full and our flag is up: a broker that watches the ring for
- * bursts (ring.c) learns now that we wait for it, instead of at its next
- * timer tick. Nothing to do on failure: that tick comes anyway. */
+/* Our ring is full and our flag is up: a broker that sleeps holding much
+ * of the ring in open batches (its flag 1 or RING_WATCH_HELD: ring.c)
+ * learns now that we wait for it. Nothing to do on failure: its timer
+ * comes anyway. */
 static void ring_full(struct expbus_producer *p)
 {
 	uint64_t one = 1;
