@@ -186,6 +186,39 @@ Test(ring, commit_reports_a_sleeping_consumer_and_release_a_sleeping_producer)
 	free(s);
 }
 
+Test(ring, a_producer_waiting_on_a_full_ring_wakes_a_consumer_that_holds)
+{
+	struct shared *s = shared_new(8);
+	struct ring p, c;
+
+	views(s, 8, &p, &c);
+	ring_producer_free(&p, 0, 8);
+	ring_producer_commit(&p, 8); /* full */
+	cr_assert_eq(ring_producer_prepare_sleep(&p, 0), 0);
+	/* Awake, or watching without holding much: its timer comes. */
+	cr_assert_not(ring_producer_full_wakes(&p));
+	ring_consumer_watch(&c, RING_WATCH_HALF);
+	cr_assert_not(ring_producer_full_wakes(&p));
+	/* Holding half the ring or more, or parked: it wants to know. */
+	ring_consumer_watch(&c, RING_WATCH_HELD);
+	cr_assert(ring_producer_full_wakes(&p));
+	cr_assert_eq(ring_consumer_prepare_sleep(&c, 8), 0);
+	cr_assert(ring_producer_full_wakes(&p));
+	/* And the consumer sees the producer's flag. */
+	cr_assert(ring_consumer_producer_waits(&c));
+	ring_producer_sleep_done(&p);
+	cr_assert_not(ring_consumer_producer_waits(&c));
+	/* Watching while holding, a commit that crosses half still wakes
+	 * it, and one that does not, does not. */
+	ring_consumer_watch(&c, RING_WATCH_HELD);
+	ring_consumer_ready(&c, 0, 8);
+	ring_consumer_release(&c, 8);
+	ring_producer_free(&p, 0, 4);
+	cr_assert_not(ring_producer_commit(&p, 3));
+	cr_assert(ring_producer_commit(&p, 1));
+	free(s);
+}
+
 /* ---- two threads (ring_stress.c) ---- */
 
 Test(ring_stress, two_threads_with_random_pauses_keep_order_without_loss,
