@@ -180,8 +180,11 @@ static int produce(struct expbus_producer *p, const struct pub_opts *o,
  * failed, and sleeps until all have (a futex on the shared page, so that
  * hundreds of waiting children cost no polling while the others attach).
  * The count only rises: no child can miss the moment it reaches n. */
-static void gate_pass(_Atomic uint32_t *gate, uint32_t n)
+static void gate_pass(_Atomic uint32_t *gate, uint32_t n, uint32_t wait_ms)
 {
+	/* A sibling that died before counting itself in must not hold the
+	 * others forever: after --wait-ms they go. */
+	uint64_t deadline = cli_now_ns() + (uint64_t)wait_ms * 1000000u;
 	/* acq_rel: pairs with the other children's increments, so that the
 	 * last one sees every earlier attach done. */
 	uint32_t seen =
@@ -193,7 +196,7 @@ static void gate_pass(_Atomic uint32_t *gate, uint32_t n)
 		return;
 	}
 	/* Acquire: pairs with the last child's increment above. */
-	while (!stop &&
+	while (!stop && cli_now_ns() < deadline &&
 	       (seen = atomic_load_explicit(gate, memory_order_acquire)) < n) {
 		/* Returns at once if the count moved since it was read
 		 * (EAGAIN). The timeout looks at stop again: a signal that
@@ -217,14 +220,14 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 	err = expbus_new(o->socket, &bus);
 	if (err < 0) {
 		if (o->together)
-			gate_pass(gate, o->producers);
+			gate_pass(gate, o->producers, o->wait_ms);
 		snprintf(res.message, sizeof(res.message), "%s",
 			 strerror(-err));
 		goto out;
 	}
 	err = expbus_producer_attach(bus, o->stream, o->schema, &popts, &p);
 	if (o->together)
-		gate_pass(gate, o->producers);
+		gate_pass(gate, o->producers, o->wait_ms);
 	if (err < 0) {
 		snprintf(res.message, sizeof(res.message),
 			 "attaching to '%s' at %s: %s", o->stream,
@@ -376,13 +379,15 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 	     .target = &o->wait_ms,
 	     .max = 86400000,
 	     .metavar = "MS",
-	     .help = "give up on --wait-subs after MS (default 5000)"},
+	     .help = "give up on --wait-subs, and stop waiting for\n"
+		     "--together, after MS (default 5000)"},
 	    {.name = "together",
 	     .kind = OPTION_FLAG,
 	     .target = &o->together,
 	     .help = "start writing only when all N producers have\n"
-		     "attached (or failed to), all at once; without\n"
-		     "it each starts as soon as it is attached"},
+		     "attached (or failed to), all at once, or after\n"
+		     "--wait-ms; without it each starts as soon as it\n"
+		     "is attached"},
 	    {.name = "json",
 	     .kind = OPTION_FLAG,
 	     .target = &o->json,

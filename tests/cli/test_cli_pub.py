@@ -29,9 +29,11 @@ def test_together_does_not_wait_for_a_producer_that_cannot_attach(
     # other three are refused. The three must not wait for them.
     b = Broker(tmp_path, extra=("--max-conns-per-uid", "3"))
     try:
+        # --wait-ms 60000: were they waiting for the refused ones, they
+        # would still be waiting when finish gives up (20 s).
         pub = b.start("pub", "-n", "6", "--together", "--count", "1000",
-                      "--json")
-        rc, out, err = finish(pub, timeout=60)
+                      "--wait-ms", "60000", "--json")
+        rc, out, err = finish(pub, timeout=20)
         assert rc != 0
         assert err.count("expbus pub: producer") == 3, err
         assert json.loads(out)["records"] == 3 * 1000, out
