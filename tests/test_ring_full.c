@@ -4,9 +4,10 @@
  * bigger than the ring would never fill), and a broker that watches the
  * ring on a timer is woken when the game waits on its full ring.
  *
- * Each delay here is a minute and each timer tick 15 s, while all the
- * records arrive in well under a second: a test that fails waits for
- * those, and its deadline (20 s) is a hundred times what it needs. */
+ * Each delay here is a minute, while all the records arrive in well under
+ * a second: a test that fails waits for those delays (or for the broker's
+ * 200 ms timer, which the second test measures), and its deadline (20 s)
+ * is many times what it needs. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -41,8 +42,9 @@ struct writer {
 	uint32_t count;
 	uint32_t slots;
 	uint64_t longest_ms; /* the longest write: a wait on the full ring */
-	bool
-	    halt; /* pause after a little more than half of each ring's worth */
+	/* 50 us between records, and a pause after a little more than half
+	 * of each ring's worth. */
+	bool halt;
 	int rc;
 };
 
@@ -53,10 +55,9 @@ static void *write_all(void *arg)
 
 	for (uint32_t i = 0; i < w->count && w->rc == 0; i++) {
 		struct expbus_record_header h = {.game = 1, .turn = i};
-
-		memcpy(data, &i, sizeof(i));
 		uint64_t t0 = now_ms(), took;
 
+		memcpy(data, &i, sizeof(i));
 		w->rc = expbus_write(w->p, &h, data, sizeof(data), 30000);
 		took = now_ms() - t0;
 		if (took > w->longest_ms)
