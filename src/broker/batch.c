@@ -320,14 +320,11 @@ void batch_take_run(struct broker *b, struct subscription *sub,
 	    sub->open ? sub->open : ring_slot(&sub->ring, sub->ring.pos);
 	uint32_t i = sub->open ? sub->open_count : 0;
 
-	if (from->sub)
+	if (from->sub) {
 		copy_from_batch(sub, slot, i, from, k);
-	else
+	} else {
 		copy_from_ring(sub, slot, i, p, pos, k);
-	if (!from->sub) {
-		from->sub = sub;
-		from->slot = slot;
-		from->at = i;
+		*from = (struct run_copy){.sub = sub, .slot = slot, .at = i};
 	}
 	if (!sub->open)
 		open_batch(b, sub,

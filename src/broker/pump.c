@@ -383,12 +383,27 @@ static uint32_t pump_runs(struct broker *b, struct stream *s,
 	return taken;
 }
 
+struct unblock {
+	struct broker *b;
+	const struct producer *p;
+};
+
+static void publish_holding(struct subscription *sub, void *arg)
+{
+	const struct unblock *u = arg;
+
+	if (!sub->dead && hold_has(sub, u->p))
+		batch_publish(u->b, sub, EXPBUS_FLUSH_TIMEOUT);
+}
+
 /* Open batches that keep p's producer waiting (hold_blocks_producer): a
  * batch bigger than the ring never fills, and each would wait for its
  * delay with the game stalled. They are published now, counted as
  * timeouts (their records could wait no longer). */
 static void unblock_ring(struct broker *b, struct stream *s, struct producer *p)
 {
+	struct unblock u = {b, p};
+
 	if (!hold_blocks_producer(p))
 		return;
 	/* A fresh look at the tail: records committed since we cached it
@@ -398,18 +413,7 @@ static void unblock_ring(struct broker *b, struct stream *s, struct producer *p)
 		b->more = true;
 		return;
 	}
-	for (uint32_t i = 0; i < s->n_subs; i++)
-		if (!s->subs[i]->dead && hold_has(s->subs[i], p))
-			batch_publish(b, s->subs[i], EXPBUS_FLUSH_TIMEOUT);
-	for (uint32_t g = 0; g < s->n_groups; g++) {
-		struct consumer_group *grp = s->groups[g];
-
-		for (uint32_t i = 0; i < grp->n_members; i++)
-			if (!grp->members[i]->dead &&
-			    hold_has(grp->members[i], p))
-				batch_publish(b, grp->members[i],
-					      EXPBUS_FLUSH_TIMEOUT);
-	}
+	stream_each_sub_of(s, publish_holding, &u);
 }
 
 /* Takes up to BROKER_CHUNK records from p, past those it took before (the

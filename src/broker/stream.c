@@ -186,20 +186,23 @@ void stream_expire_games(struct broker *b, uint64_t idle_ns)
 	}
 }
 
+void stream_each_sub_of(struct stream *s,
+			void (*fn)(struct subscription *, void *), void *arg)
+{
+	for (uint32_t j = 0; j < s->n_subs; j++)
+		fn(s->subs[j], arg);
+	for (uint32_t g = 0; g < s->n_groups; g++)
+		for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
+			fn(s->groups[g]->members[j], arg);
+}
+
 void stream_each_subscription(struct broker *b,
 			      void (*fn)(struct subscription *, void *),
 			      void *arg)
 {
-	for (int i = 0; i < STATS_MAX_STREAMS; i++) {
-		struct stream *s = b->streams[i];
-		if (!s)
-			continue;
-		for (uint32_t j = 0; j < s->n_subs; j++)
-			fn(s->subs[j], arg);
-		for (uint32_t g = 0; g < s->n_groups; g++)
-			for (uint32_t j = 0; j < s->groups[g]->n_members; j++)
-				fn(s->groups[g]->members[j], arg);
-	}
+	for (int i = 0; i < STATS_MAX_STREAMS; i++)
+		if (b->streams[i])
+			stream_each_sub_of(b->streams[i], fn, arg);
 }
 
 static uint32_t count_live(struct subscription *const *subs, uint32_t n)

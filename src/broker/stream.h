@@ -30,8 +30,11 @@ void stream_prune_groups(struct broker *b, struct stream *s);
  * --stream-linger-ms (their names and stats slots become free); called by
  * housekeeping. */
 void streams_reap_unused(struct broker *b);
-/* Calls fn on every subscription of every stream, direct or in a group;
- * fn must not add or remove subscriptions. */
+/* Calls fn on every subscription of s, direct or in a group; fn must not
+ * add or remove subscriptions. */
+void stream_each_sub_of(struct stream *s,
+			void (*fn)(struct subscription *, void *), void *arg);
+/* The same for every stream. */
 void stream_each_subscription(struct broker *b,
 			      void (*fn)(struct subscription *, void *),
 			      void *arg);

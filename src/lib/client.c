@@ -163,6 +163,14 @@ uint64_t client_deadline(int timeout_ms)
 		   : 0;
 }
 
+void client_ring_full(const struct ring *r, int wake_fd)
+{
+	uint64_t one = 1;
+
+	if (wake_fd >= 0 && ring_producer_full_wakes(r))
+		(void)!write(wake_fd, &one, sizeof(one));
+}
+
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 		      int wake_fd, int sock, uint64_t deadline)
 {
@@ -178,13 +186,10 @@ int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 		else
 			left = (int)((deadline - now + 999999) / 1000000);
 	}
-	if (n == 0 && producer && wake_fd >= 0 && ring_producer_full_wakes(r)) {
-		uint64_t one = 1;
-		/* The broker holds what it took until it publishes, and
-		 * learns here that we wait for it (ring.c); if this write
-		 * fails its timer still comes. */
-		(void)!write(wake_fd, &one, sizeof(one));
-	}
+	/* The broker may hold what it took until it publishes: it learns
+	 * here that we wait for it (ring.c). */
+	if (n == 0 && producer)
+		client_ring_full(r, wake_fd);
 	if (n == 0) {
 		n = client_wait(efd, sock, left);
 		if (n > 0) /* drain the eventfd; EAGAIN: someone else did */

@@ -59,6 +59,12 @@ struct ring;
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 		      int wake_fd, int sock, uint64_t deadline);
 
+/* A producer whose ring is full and whose flag is up: writes wake_fd (the
+ * broker's; -1: none) when the broker's flag asks for it
+ * (ring_producer_full_wakes). Nothing to do on failure: the broker's timer
+ * comes anyway. */
+void client_ring_full(const struct ring *r, int wake_fd);
+
 /* Now plus timeout_ms as a deadline for client_ring_sleep (0 if none). */
 uint64_t client_deadline(int timeout_ms);
 

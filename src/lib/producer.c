@@ -214,18 +214,6 @@ static int ring_broken(struct expbus_producer *p)
 	    "the ring is unusable");
 }
 
-/* Our ring is full and our flag is up: a broker that sleeps holding much
- * of the ring in open batches (its flag 1 or RING_WATCH_HELD: ring.c)
- * learns now that we wait for it. Nothing to do on failure: its timer
- * comes anyway. */
-static void ring_full(struct expbus_producer *p)
-{
-	uint64_t one = 1;
-
-	if (p->link.wake_fd >= 0 && ring_producer_full_wakes(&p->ring))
-		(void)!write(p->link.wake_fd, &one, sizeof(one));
-}
-
 /* Waits for free slots (client_ring_sleep; ring.c explains why no wakeup
  * is lost). While no broker serves the ring, moves the link on and sleeps
  * on its fds, never past the deadline. */
@@ -299,7 +287,7 @@ int expbus_reserve(struct expbus_producer *p, unsigned n, int timeout_ms,
 			ring_producer_sleep_done(&p->ring);
 		} else {
 			p->flag_up = true;
-			ring_full(p);
+			client_ring_full(&p->ring, p->link.wake_fd);
 		}
 		if (got > 0 && (unsigned)got > n)
 			got = (int)n;
