@@ -10,7 +10,12 @@
  * CPU from /proc/PID/schedstat (ns on CPU), memory from /proc/PID/status
  * and the memfd mappings in /proc/PID/maps; and the producers' CPU the same
  * way; the broker's loop passes and sleeps from its stats segment.
- * Prints one JSON line. */
+ * Prints one JSON line.
+ *
+ * With --pace-only, the baseline of the same run: the same processes keep
+ * the same schedule and fill each record's bytes into their own memory,
+ * with no broker and no subscriber. What they cost, and whether they keep
+ * up, is what the machine leaves to any transport at that load. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -21,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,6 +49,7 @@ struct scale_opts {
 	uint32_t record_size;
 	uint32_t ring_slots;
 	uint32_t batch_size, max_delay_us;
+	bool pace_only;
 };
 
 struct mem {
@@ -122,6 +129,33 @@ static void read_mem(int pid, struct mem *m)
 static uint64_t planned(const struct scale_opts *o)
 {
 	return (uint64_t)(o->rate * o->duration);
+}
+
+/* --pace-only: producer's schedule and pattern fill, nothing sent. */
+static void pacer(const struct scale_opts *o, uint32_t k, int ready_fd,
+		  int go_fd)
+{
+	const uint64_t total = planned(o);
+	const double period = 1e9 / o->rate;
+	const size_t data_size = o->record_size - 32;
+	struct expbus_record_header *r = malloc(o->record_size);
+	volatile uint8_t sink = 0;
+	uint64_t t0;
+	char go;
+
+	if (!r || write(ready_fd, "r", 1) != 1 || read(go_fd, &go, 1) != 1)
+		_exit(1);
+	t0 = now_ns() + (uint64_t)(period * k / o->producers);
+	for (uint64_t s = 0; s < total; s++) {
+		sleep_until(t0 + (uint64_t)((double)s * period));
+		pattern_header(&pt, k, s, r);
+		pattern_fill(pattern_base(k, s), expbus_record_data(r),
+			     data_size);
+		sink ^= ((const uint8_t *)r)[s % o->record_size];
+	}
+	(void)sink;
+	free(r);
+	_exit(0);
 }
 
 static void producer(const struct scale_opts *o, uint32_t k, int ready_fd,
@@ -228,6 +262,69 @@ static void check_batch(struct checker *ck, struct expbus_consumer *c,
 	}
 }
 
+/* --pace-only: forks the pacers, starts them together, waits for all. */
+static int pace_only(const struct scale_opts *o, pid_t *kids, int ready[2],
+		     int go[2])
+{
+	uint64_t want = planned(o) * o->producers, t_go, t_end, cpu_us;
+	uint32_t started = 0, failed = 0;
+	struct rusage ru;
+	char *bytes = malloc(o->producers);
+	int status = 0;
+
+	if (!bytes)
+		return 1;
+	for (; started < o->producers; started++) {
+		kids[started] = fork();
+		if (kids[started] < 0) {
+			perror("scale: fork");
+			status = 1;
+			break;
+		}
+		if (kids[started] == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
+			pacer(o, started, ready[1], go[0]);
+		}
+	}
+	for (uint32_t n = 0; n < started && status == 0; n++) {
+		char byte;
+		if (read(ready[0], &byte, 1) != 1 || byte != 'r')
+			status = 1;
+	}
+	memset(bytes, 'g', o->producers);
+	t_go = now_ns();
+	if (status == 0 && write(go[1], bytes, started) != (ssize_t)started)
+		status = 1;
+	for (uint32_t k = 0; k < started; k++) {
+		int ws;
+		if (status)
+			(void)kill(kids[k], SIGTERM);
+		if (waitpid(kids[k], &ws, 0) != kids[k] || !WIFEXITED(ws) ||
+		    WEXITSTATUS(ws))
+			failed++;
+	}
+	t_end = now_ns();
+	free(bytes);
+	if (status || failed) {
+		fprintf(stderr, "scale: %u pacers failed\n", failed);
+		return 1;
+	}
+	getrusage(RUSAGE_CHILDREN, &ru);
+	cpu_us =
+	    (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	    (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+	printf("{\"pace_only\":true,\"producers\":%u,"
+	       "\"rate_per_producer\":%.2f,\"total_rate\":%.1f,"
+	       "\"record_size\":%u,\"records\":%" PRIu64
+	       ",\"elapsed_s\":%.3f,\"records_per_s\":%.1f,"
+	       "\"producers_cpu_pct\":%.3f}\n",
+	       o->producers, o->rate, o->rate * o->producers, o->record_size,
+	       want, (double)(t_end - t_go) / 1e9,
+	       (double)want * 1e9 / (double)(t_end - t_go),
+	       100.0 * (double)cpu_us * 1e3 / (double)(t_end - t_go));
+	return 0;
+}
+
 static void usage(void)
 {
 	printf(
@@ -246,7 +343,13 @@ static void usage(void)
 	    "      --max-delay-us D  the subscription's (default 10000)\n"
 	    "      --idle-s SEC      first measure the broker this long with\n"
 	    "                        every producer attached and idle\n"
-	    "                        (default 0: not)\n");
+	    "                        (default 0: not)\n"
+	    "      --pace-only       the baseline: the producers keep their\n"
+	    "                        schedule and fill each record in their\n"
+	    "                        own memory, nothing sent (no broker is\n"
+	    "                        needed; --socket and --broker-pid are\n"
+	    "                        ignored). Prints their CPU and the rate\n"
+	    "                        they made records at.\n");
 }
 
 int main(int argc, char **argv)
@@ -262,6 +365,7 @@ int main(int argc, char **argv)
 	    {"ring-slots", required_argument, NULL, 'R'},
 	    {"batch-size", required_argument, NULL, 'B'},
 	    {"max-delay-us", required_argument, NULL, 'D'},
+	    {"pace-only", no_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {0},
 	};
@@ -322,6 +426,9 @@ int main(int argc, char **argv)
 		case 'D':
 			o.max_delay_us = (uint32_t)strtoul(optarg, NULL, 10);
 			break;
+		case 'p':
+			o.pace_only = true;
+			break;
 		case 'h':
 			usage();
 			return 0;
@@ -329,9 +436,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!o.socket || o.broker_pid <= 0 || !o.producers ||
-	    o.producers > MAX_PRODUCERS || o.rate <= 0 || o.duration <= 0 ||
-	    o.record_size < 40 || o.record_size % 8) {
+	if ((!o.pace_only && (!o.socket || o.broker_pid <= 0)) ||
+	    !o.producers || o.producers > MAX_PRODUCERS || o.rate <= 0 ||
+	    o.duration <= 0 || o.record_size < 40 || o.record_size % 8) {
 		fprintf(stderr, "scale: bad arguments; try --help\n");
 		return 2;
 	}
@@ -345,6 +452,8 @@ int main(int argc, char **argv)
 	ck.data_size = o.record_size - 32;
 	if (!kids || !ck.next_seq || pipe(ready) < 0 || pipe(go) < 0)
 		return 1;
+	if (o.pace_only)
+		return pace_only(&o, kids, ready, go);
 	read_mem(o.broker_pid, &bmem_idle);
 	t_start = now_ns();
 	for (; started < o.producers; started++) {

@@ -1,20 +1,23 @@
 /* test_runs.c — records routed in runs (no filter, no group): every
  * subscription gets every record's bytes whatever its batch size, a full
- * lossy one drops whole runs and counts each record it dropped, and a
+ * lossy one drops whole runs and counts each record it dropped, a
  * producer asleep on its full ring is woken once half of it is free, not
- * for every head the broker moves. */
+ * for every head the broker moves, and a subscriber asleep is woken once
+ * per pass of the broker, not for every batch the pass publishes. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "expbus.h"
 #include "helpers.h"
+#include "layout.h"
 
 /* Field sizes that take each of the copy's paths: 3 and 40 bytes (any
  * size), 4, 8, 16, 32 (constant sizes). */
@@ -248,4 +251,58 @@ Test(runs, a_producer_on_a_full_ring_is_woken_once_half_of_it_is_free)
 		      w.nvcsw, N);
 	expbus_consumer_close(c);
 	expbus_producer_close(w.p);
+}
+
+Test(runs, a_sleeping_subscriber_is_woken_once_per_pass_not_per_batch)
+{
+	/* 512 records in one commit: the broker takes a ring's records in
+	 * chunks of 256 (BROKER_CHUNK), so two passes of four batches of 64
+	 * each. The subscriber is asleep (its flag up, as a consumer raises
+	 * it before it polls its eventfd) and, being this test, never wakes
+	 * to lower it. It must be woken at most once per pass: its eventfd
+	 * counts the broker's writes, 2 at most, not one per batch (8). */
+	enum { BATCH = 64, N = 512 };
+	struct expbus_producer_options po = {.ring_slots = 4096};
+	struct expbus_producer *p;
+	struct expbus_span span;
+	struct msg_ok_subscribe ok;
+	struct release_page *rel;
+	const struct batch_ring *br;
+	int s, fds[4] = {-1, -1, -1, -1};
+	uint64_t wakes = 0, end;
+
+	cr_assert_eq(expbus_producer_attach(bus, "w", SCHEMA, &po, &p), 0, "%s",
+		     expbus_last_error(bus));
+	s = raw_connect(&tb);
+	cr_assert_eq(raw_subscribe(s, "w", BATCH, 10000000, &ok, fds),
+		     MSG_OK_SUBSCRIBE);
+	rel = mmap(NULL, RELEASE_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   fds[1], 0);
+	br = mmap(NULL, ok.segment_size, PROT_READ, MAP_SHARED, fds[0], 0);
+	cr_assert(rel != MAP_FAILED && br != MAP_FAILED);
+	cr_assert_geq(br->capacity, N / BATCH, "the batch ring holds all");
+	atomic_store(&rel->cons.sleeping, 1);
+	cr_assert_eq(expbus_reserve(p, N, 1000, &span), N);
+	memset(span.first, 0, (size_t)N * span.stride);
+	cr_assert_eq(expbus_commit(p, N), 0);
+	end = now_ms() + 10000;
+	while (atomic_load(&br->prod.pos) < N / BATCH && now_ms() < end)
+		usleep(1000);
+	cr_assert_eq(atomic_load(&br->prod.pos), N / BATCH,
+		     "%d batches published", N / BATCH);
+	usleep(100000); /* the writes that follow the last publish */
+	cr_assert_eq(read(fds[2], &wakes, sizeof(wakes)), sizeof(wakes),
+		     "the sleeping subscriber was never woken");
+	printf("%d batches in two passes woke the subscriber %llu times\n",
+	       N / BATCH, (unsigned long long)wakes);
+	cr_assert_leq(wakes, 2,
+		      "%llu wakeups for %d batches published in two passes: "
+		      "one per batch, not one per pass",
+		      (unsigned long long)wakes, N / BATCH);
+	munmap((void *)br, ok.segment_size);
+	munmap(rel, RELEASE_PAGE_SIZE);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	close(s);
+	expbus_producer_close(p);
 }

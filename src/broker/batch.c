@@ -15,6 +15,7 @@
 #include "hold.h"
 #include "stats.h"
 #include "stream.h"
+#include "wake.h"
 
 static int release_violation(struct broker *b, struct subscription *sub)
 {
@@ -117,12 +118,8 @@ void batch_publish(struct broker *b, struct subscription *sub,
 	/* Whether its subscriber was asleep: the loop's spin budget (loop.c)
 	 * follows the last publish. */
 	b->subscriber_asleep = ring_producer_commit(&sub->ring, 1);
-	if (b->subscriber_asleep) {
-		uint64_t one = 1;
-		/* EAGAIN means the counter is saturated: a wakeup is pending.
-		 */
-		(void)!write(sub->event_fd, &one, sizeof(one));
-	}
+	if (b->subscriber_asleep)
+		wake_later(b, sub); /* at the end of this pass */
 	stat_add(&sub->st->delivered, sub->open_count);
 	stat_add(&sub->st->delivered_bytes,
 		 (uint64_t)sub->record_bytes * sub->open_count);

@@ -144,6 +144,7 @@ struct subscription {
 	uint64_t noted;
 	bool dead;    /* hung up or broke the protocol: route nothing to it */
 	bool blocked; /* lossless and its batch ring was full */
+	bool wake_pending;     /* in broker.wake_subs (wake.c) */
 	uint64_t budget_bytes; /* counted against the shm budget */
 };
 
@@ -256,6 +257,9 @@ struct broker {
 	struct producer *dirty_producers[STATS_MAX_PRODUCERS];
 	struct subscription *dirty_subs[STATS_MAX_SUBS];
 	struct stream *dirty_streams[STATS_MAX_STREAMS];
+	/* Subscribers to wake at the end of this pass (wake.c). */
+	struct subscription *wake_subs[STATS_MAX_SUBS];
+	uint32_t n_wake_subs;
 	uint32_t n_dirty_producers, n_dirty_subs, n_dirty_streams;
 	struct doorbell *doorbells_closing;
 	/* Subscriptions with an open batch, by flush deadline (deadlines.c) */

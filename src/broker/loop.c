@@ -31,6 +31,7 @@
 #include "sqe.h"
 #include "stats.h"
 #include "stream.h"
+#include "wake.h"
 
 /* Going idle, the loop looks again before it sleeps, yielding the CPU
  * between looks, but only while work has been coming back sooner than its
@@ -238,6 +239,7 @@ static void sleep_until(struct broker *b, uint64_t deadline, bool coalesce)
 	b->lag_ns = coalesce ? b->tick_ns : 0;
 	ts.tv_sec = (long long)(wait / 1000000000u);
 	ts.tv_nsec = (long long)(wait % 1000000000u);
+	wake_now(b); /* none is left asleep over a batch */
 	if (pump_prepare_sleep(b, coalesce)) {
 		b->count.sleeps++;
 		stats_publish(b);
@@ -261,6 +263,7 @@ static void drain_and_flush(struct broker *b)
 			break;
 	}
 	batch_flush_due(b, b->now_ns, true);
+	wake_now(b);
 	stats_publish(b);
 }
 
@@ -294,6 +297,8 @@ int broker_run(struct broker *b)
 			housekeeping(b);
 			last_house = b->now_ns;
 		}
+		/* The pass is over: its subscribers read what it published. */
+		wake_now(b);
 		stats_publish(b); /* once per pass */
 		if (b->stopping)
 			break;

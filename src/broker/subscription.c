@@ -14,6 +14,7 @@
 #include "shm.h"
 #include "stats.h"
 #include "subscription.h"
+#include "wake.h"
 
 #define DEFAULT_BATCH_SLOTS 8
 
@@ -124,6 +125,7 @@ void subscription_free(struct broker *b, struct subscription *sub)
 {
 	if (!sub)
 		return;
+	wake_forget(b, sub);
 	budget_refund(&b->budget, sub->budget_bytes);
 	deadline_remove(b, sub);
 	if (sub->reserved)
