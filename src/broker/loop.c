@@ -287,6 +287,10 @@ int broker_run(struct broker *b)
 		b->now_ns = broker_now();
 		work = pump_all(b);
 		next = batch_flush_due(b, b->now_ns, false);
+		/* The pass is over: its subscribers read what it published
+		 * while we serve the control plane. (What that publishes is
+		 * woken at the next pass, or before we sleep.) */
+		wake_now(b);
 		control_reap(b);
 		/* An event (a hang-up, say) may leave work for the next pass:
 		 * count it as activity so the loop looks again before sleeping.
@@ -297,8 +301,6 @@ int broker_run(struct broker *b)
 			housekeeping(b);
 			last_house = b->now_ns;
 		}
-		/* The pass is over: its subscribers read what it published. */
-		wake_now(b);
 		stats_publish(b); /* once per pass */
 		if (b->stopping)
 			break;

@@ -3,12 +3,14 @@
  * A subscriber faster than the broker reads every batch as it comes and
  * then sleeps, so waking it for each batch costs an eventfd write (and it
  * a wakeup) per batch: with 1 KiB records in batches of 256, 16,000 a
- * second, and a tenth of both vCPUs of a small VM. batch.c notes the
- * subscriber instead, and the loop wakes each noted one when the pass that
- * published for it ends (loop.c, before anything that may sleep): a batch
- * waits at most the rest of that pass, and a subscriber woken reads every
- * batch the pass published. The subscriber's flag stays raised meanwhile
- * (ring.c: the broker never clears it), so nothing is lost by waiting. */
+ * second, about a tenth of the samples of a `perf record` of both vCPUs
+ * of the 2-vCPU VM (the writes and the subscriber's sleeps). batch.c notes
+ * the subscriber instead, and the loop wakes each noted one when the pass
+ * that published for it ends (loop.c: after the pass and its flush
+ * deadlines, and before the loop sleeps): a batch waits at most the rest
+ * of that pass, and a subscriber woken reads every batch the pass
+ * published. The subscriber's flag stays raised meanwhile (ring.c: the
+ * broker never clears it), so nothing is lost by waiting. */
 #include <unistd.h>
 
 #include "wake.h"
