@@ -143,7 +143,11 @@ static void pacer(const struct scale_opts *o, uint32_t k, int ready_fd,
 	uint64_t t0;
 	char go;
 
-	if (!r || write(ready_fd, "r", 1) != 1 || read(go_fd, &go, 1) != 1)
+	if (!r) {
+		(void)!write(ready_fd, "x", 1); /* counted, as failed */
+		_exit(1);
+	}
+	if (write(ready_fd, "r", 1) != 1 || read(go_fd, &go, 1) != 1)
 		_exit(1);
 	t0 = now_ns() + (uint64_t)(period * k / o->producers);
 	for (uint64_t s = 0; s < total; s++) {
