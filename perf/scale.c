@@ -266,38 +266,71 @@ static void check_batch(struct checker *ck, struct expbus_consumer *c,
 	}
 }
 
+typedef void (*body_fn)(const struct scale_opts *o, uint32_t k, int ready_fd,
+			int go_fd);
+
+/* Forks o->producers children running body (which never returns); stops
+ * at a failed fork. Returns how many were started. */
+static uint32_t fork_all(const struct scale_opts *o, pid_t *kids, int ready[2],
+			 int go[2], body_fn body)
+{
+	uint32_t started = 0;
+
+	for (; started < o->producers; started++) {
+		kids[started] = fork();
+		if (kids[started] < 0) {
+			perror("scale: fork");
+			break;
+		}
+		if (kids[started] == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
+			body(o, started, ready[1], go[0]);
+		}
+	}
+	return started;
+}
+
+/* Reads one byte from each of n children: 'r' ready, anything else
+ * failed. Returns the failed count, or -1 when the pipe broke. */
+static int count_ready(int ready_fd, uint32_t n)
+{
+	int failed = 0;
+
+	for (uint32_t k = 0; k < n; k++) {
+		char byte;
+		if (read(ready_fd, &byte, 1) != 1)
+			return -1;
+		if (byte != 'r')
+			failed++;
+	}
+	return failed;
+}
+
+/* One byte per child: each reads one and starts. Returns 0 or -1. */
+static int start_all(int go_fd, uint32_t n)
+{
+	char *bytes = malloc(n ? n : 1);
+	int r = -1;
+
+	if (bytes) {
+		memset(bytes, 'g', n);
+		r = write(go_fd, bytes, n) == (ssize_t)n ? 0 : -1;
+	}
+	free(bytes);
+	return r;
+}
+
 /* --pace-only: forks the pacers, starts them together, waits for all. */
 static int pace_only(const struct scale_opts *o, pid_t *kids, int ready[2],
 		     int go[2])
 {
 	uint64_t want = planned(o) * o->producers, t_go, t_end, cpu_us;
-	uint32_t started = 0, failed = 0;
+	uint32_t started = fork_all(o, kids, ready, go, pacer), failed = 0;
 	struct rusage ru;
-	char *bytes = malloc(o->producers);
-	int status = 0;
+	int status = started < o->producers || count_ready(ready[0], started);
 
-	if (!bytes)
-		return 1;
-	for (; started < o->producers; started++) {
-		kids[started] = fork();
-		if (kids[started] < 0) {
-			perror("scale: fork");
-			status = 1;
-			break;
-		}
-		if (kids[started] == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGTERM);
-			pacer(o, started, ready[1], go[0]);
-		}
-	}
-	for (uint32_t n = 0; n < started && status == 0; n++) {
-		char byte;
-		if (read(ready[0], &byte, 1) != 1 || byte != 'r')
-			status = 1;
-	}
-	memset(bytes, 'g', o->producers);
 	t_go = now_ns();
-	if (status == 0 && write(go[1], bytes, started) != (ssize_t)started)
+	if (status == 0 && start_all(go[1], started) < 0)
 		status = 1;
 	for (uint32_t k = 0; k < started; k++) {
 		int ws;
@@ -308,7 +341,6 @@ static int pace_only(const struct scale_opts *o, pid_t *kids, int ready[2],
 			failed++;
 	}
 	t_end = now_ns();
-	free(bytes);
 	if (status || failed) {
 		fprintf(stderr, "scale: %u pacers failed\n", failed);
 		return 1;
@@ -386,7 +418,7 @@ int main(int argc, char **argv)
 	struct expbus *bus = NULL;
 	struct mem during, bmem_idle;
 	pid_t *kids;
-	uint32_t started = 0, ready_n = 0;
+	uint32_t started = 0;
 	uint64_t t_start, t_attached, t_go, w_start = 0, w_end = 0, want;
 	uint64_t cpu0 = 0, cpu1 = 0, rec0 = 0, rec1 = 0, pcpu0 = 0, pcpu1 = 0;
 	double idle_cpu_pct = 0;
@@ -460,24 +492,12 @@ int main(int argc, char **argv)
 		return pace_only(&o, kids, ready, go);
 	read_mem(o.broker_pid, &bmem_idle);
 	t_start = now_ns();
-	for (; started < o.producers; started++) {
-		kids[started] = fork();
-		if (kids[started] < 0) {
-			perror("scale: fork");
-			goto fail;
-		}
-		if (kids[started] == 0) {
-			prctl(PR_SET_PDEATHSIG, SIGTERM);
-			producer(&o, started, ready[1], go[0]);
-		}
-	}
-	for (; ready_n < o.producers; ready_n++) {
-		char byte;
-		if (read(ready[0], &byte, 1) != 1)
-			goto fail;
-		if (byte != 'r')
-			failed_attach++;
-	}
+	started = fork_all(&o, kids, ready, go, producer);
+	if (started < o.producers)
+		goto fail;
+	failed_attach = count_ready(ready[0], started);
+	if (failed_attach < 0)
+		goto fail;
 	t_attached = now_ns();
 	if (failed_attach) {
 		fprintf(stderr, "scale: %d producers could not attach\n",
@@ -507,18 +527,8 @@ int main(int argc, char **argv)
 	ck.col_turn = column_index(c, "turn");
 	ck.col_flags = column_index(c, "flags");
 	ck.col_data = column_index(c, "payload");
-	{
-		/* One byte per producer: each reads one and starts. */
-		char *bytes = malloc(o.producers);
-		if (!bytes)
-			goto fail;
-		memset(bytes, 'g', o.producers);
-		if (write(go[1], bytes, o.producers) != (ssize_t)o.producers) {
-			free(bytes);
-			goto fail;
-		}
-		free(bytes);
-	}
+	if (start_all(go[1], o.producers) < 0)
+		goto fail;
 	t_go = now_ns();
 	{
 		const uint64_t w0 = t_go + (uint64_t)(o.duration * 0.1e9);
