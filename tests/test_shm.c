@@ -1,9 +1,11 @@
 /* test_shm.c — memfd segments: created full size, sealed, checked before
  * mapping; a holder of a read-only segment's fd cannot write it by any
- * route (writable mmap, mprotect, write(2), ftruncate). */
+ * route (writable mmap, mprotect, write(2), ftruncate); shm_touch reaches
+ * every page of its range and no other, and changes no byte. */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/wait.h>
 #include <string.h>
@@ -101,5 +103,44 @@ Test(shm, mappings_are_not_inherited_by_a_forked_child)
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		  "the child still had the mapping");
 	shm_unmap(w, 4096);
+	close(fd);
+}
+
+/* Pages of a fresh anonymous mapping are absent until first touched, so
+ * mincore shows which pages shm_touch reached. The range starts and ends
+ * inside a page: both end pages count, the pages around it do not. */
+Test(shm, touch_reaches_every_page_of_its_range_and_no_other)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char in[8];
+	uint8_t *m = mmap(NULL, 8 * page, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	cr_assert_neq(m, MAP_FAILED);
+	cr_assert_eq(mincore(m, 8 * page, in), 0);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(in[i] & 1, 0, "page %d present before", i);
+	shm_touch(m + page + 100, 5 * page, 0);
+	cr_assert_eq(mincore(m, 8 * page, in), 0);
+	for (int i = 0; i < 8; i++)
+		cr_assert_eq(in[i] & 1, i >= 1 && i <= 6, "page %d: present %d",
+			     i, in[i] & 1);
+	munmap(m, 8 * page);
+}
+
+Test(shm, a_writing_touch_changes_no_byte)
+{
+	int fd = shm_create("t", 5 * 4096 + 24);
+	uint8_t *m, want[5 * 4096 + 24];
+	void *addr;
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(shm_map(fd, sizeof(want), 1, &addr), 0);
+	m = addr;
+	for (size_t i = 0; i < sizeof(want); i++)
+		want[i] = m[i] = (uint8_t)(i * 7 + 3);
+	shm_touch(m + 5, sizeof(want) - 5, 1);
+	cr_assert_eq(memcmp(m, want, sizeof(want)), 0);
+	shm_unmap(m, sizeof(want));
 	close(fd);
 }

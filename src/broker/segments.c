@@ -68,6 +68,10 @@ int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,
 	seg->producer_id = p->id;
 	seg->schema_hash = s->schema.hash;
 	seg->data_offset = PRODUCER_RING_DATA_OFFSET;
+	/* We only read the records: a read of each page now, not in the
+	 * ring's first lap (shm.h). */
+	shm_touch((uint8_t *)seg + PRODUCER_RING_DATA_OFFSET,
+		  size - PRODUCER_RING_DATA_OFFSET, 0);
 	err = shm_seal(fd, SHM_SEALS_SHARED);
 	if (err < 0) {
 		shm_unmap(addr, size);
@@ -191,6 +195,8 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 	seg->subscription_id = sub->id;
 	seg->ncolumns = n;
 	memcpy(seg->columns, cols, sizeof(cols[0]) * n);
+	/* We write the batches, and nobody else has the ring yet (shm.h). */
+	shm_touch((uint8_t *)seg + data_offset, size - data_offset, 1);
 	sub->seg = seg;
 	sub->seg_size = size;
 	sub->ncolumns = n;

@@ -143,6 +143,9 @@ static int map_segments(struct expbus_consumer *c, struct generation *g,
 	err = check_columns(c, g);
 	if (err < 0)
 		return err;
+	/* Read-only: a read of each page now, not in the first lap of
+	 * batches (shm.h); the size is the one we checked. */
+	shm_touch((void *)s, g->seg_size, 0);
 	g->keep = malloc(s->batch_size);
 	g->copies = calloc(s->capacity, sizeof(*g->copies));
 	if (!g->keep || !g->copies)

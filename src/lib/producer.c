@@ -70,6 +70,10 @@ static int map_ring(struct expbus_producer *p, const struct msg_ok_attach *ok,
 	ring_init_producer(&p->ring, &seg->prod, &seg->cons,
 			   (uint8_t *)seg + seg->data_offset, seg->slot_size,
 			   seg->capacity);
+	/* A new ring, every slot ours to write and none committed: its
+	 * pages now, not in the first lap (shm.h). Past the header only (the
+	 * broker writes its counters there), and in the size we checked. */
+	shm_touch((uint8_t *)seg + sizeof(*seg), p->seg_size - sizeof(*seg), 1);
 	return 0;
 }
 

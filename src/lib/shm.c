@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -156,4 +157,20 @@ void shm_unmap(void *addr, size_t size)
 #endif
 	if (addr)
 		(void)munmap(addr, size);
+}
+
+void shm_touch(void *addr, size_t size, int write)
+{
+	/* volatile: the compiler must make each access, though it sees no
+	 * use of the byte read and no change from the byte stored. 4096
+	 * divides every page size Linux uses, so no page is skipped. */
+	volatile uint8_t *p = addr, *end = p + size;
+
+	while (p < end) {
+		uint8_t v = *p;
+
+		if (write)
+			*p = v;
+		p = (volatile uint8_t *)(((uintptr_t)p | 4095) + 1);
+	}
 }
