@@ -25,10 +25,16 @@
 #include "options.h"
 #include "pattern.h"
 #include "schema.h"
+#include "stats_view.h"
 
 #define CMD		"pub"
 #define DEFAULT_SCHEMA	"obs f32[8,8]; action i32; reward f32"
 #define RESERVE_WAIT_MS 100 /* blocking reserve, sliced to notice signals */
+
+/* --together's words, on the line after the children's counters: the
+ * children attached (start), the children done writing, and the parent's
+ * leave flag. */
+enum { GATE_START, GATE_DONE, GATE_LEAVE };
 
 struct pub_opts {
 	const char *socket;
@@ -176,15 +182,33 @@ static int produce(struct expbus_producer *p, const struct pub_opts *o,
 	return err;
 }
 
-/* --together: a child counts itself in once its attach is over, done or
- * failed, and sleeps until all have (a futex on the shared page, so that
- * hundreds of waiting children cost no polling while the others attach).
- * The count only rises: no child can miss the moment it reaches n. */
+/* Sleeps until *word >= n (a futex on the shared page, so that hundreds
+ * of waiting children cost no polling), a signal, or the deadline (0:
+ * none). The word only rises: no child can miss the moment it reaches n. */
+static void gate_wait(_Atomic uint32_t *word, uint32_t n, uint64_t deadline)
+{
+	uint32_t seen;
+
+	/* Acquire: pairs with the release of whoever raised the word (the
+	 * last child's increment in gate_pass, the parent's open_leave). */
+	while (!stop && (!deadline || cli_now_ns() < deadline) &&
+	       (seen = atomic_load_explicit(word, memory_order_acquire)) < n) {
+		/* Returns at once if the word moved since it was read
+		 * (EAGAIN). The timeout looks at stop again: a signal that
+		 * came between that test and the wait would be lost. */
+		struct timespec slice = {.tv_nsec = 100000000};
+
+		(void)syscall(SYS_futex, word, FUTEX_WAIT, seen, &slice, NULL,
+			      0);
+	}
+}
+
+/* --together, the start: a child counts itself in once its attach is
+ * over, done or failed, and sleeps until all have. A sibling that died
+ * before counting itself in must not hold the others forever: after
+ * --wait-ms they go. */
 static void gate_pass(_Atomic uint32_t *gate, uint32_t n, uint32_t wait_ms)
 {
-	/* A sibling that died before counting itself in must not hold the
-	 * others forever: after --wait-ms they go. */
-	uint64_t deadline = cli_now_ns() + (uint64_t)wait_ms * 1000000u;
 	/* acq_rel: pairs with the other children's increments, so that the
 	 * last one sees every earlier attach done. */
 	uint32_t seen =
@@ -195,17 +219,7 @@ static void gate_pass(_Atomic uint32_t *gate, uint32_t n, uint32_t wait_ms)
 			      0);
 		return;
 	}
-	/* Acquire: pairs with the last child's increment above. */
-	while (!stop && cli_now_ns() < deadline &&
-	       (seen = atomic_load_explicit(gate, memory_order_acquire)) < n) {
-		/* Returns at once if the count moved since it was read
-		 * (EAGAIN). The timeout looks at stop again: a signal that
-		 * came between that test and the wait would be lost. */
-		struct timespec slice = {.tv_nsec = 100000000};
-
-		(void)syscall(SYS_futex, gate, FUTEX_WAIT, seen, &slice, NULL,
-			      0);
-	}
+	gate_wait(gate, n, cli_now_ns() + (uint64_t)wait_ms * 1000000u);
 }
 
 static void child(const struct pub_opts *o, uint32_t k, int fd,
@@ -220,15 +234,15 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 	err = expbus_new(o->socket, &bus);
 	if (err < 0) {
 		if (o->together)
-			gate_pass(gate, o->producers, o->wait_ms);
+			gate_pass(&gate[GATE_START], o->producers, o->wait_ms);
 		snprintf(res.message, sizeof(res.message), "%s",
 			 strerror(-err));
 		goto out;
 	}
 	err = expbus_producer_attach(bus, o->stream, o->schema, &popts, &p);
-	if (o->together)
-		gate_pass(gate, o->producers, o->wait_ms);
 	if (err < 0) {
+		if (o->together)
+			gate_pass(&gate[GATE_START], o->producers, o->wait_ms);
 		snprintf(res.message, sizeof(res.message),
 			 "attaching to '%s' at %s: %s", o->stream,
 			 expbus_socket_path(bus), expbus_last_error(bus));
@@ -236,16 +250,19 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 	}
 	res.record_bytes =
 	    sizeof(struct expbus_record_header) + expbus_producer_data_size(p);
-	if (o->wait_subs) {
-		err = wait_for_subs(bus, o);
-		if (err < 0) {
-			snprintf(res.message, sizeof(res.message),
-				 "waiting for %u subscriptions on '%s': %s",
-				 o->wait_subs, o->stream,
-				 err == -ETIMEDOUT ? "timed out"
-						   : expbus_last_error(bus));
-			goto out;
-		}
+	/* Before the gate: a request to the broker and a map of its stats
+	 * segment per child, which for hundreds of children would otherwise
+	 * be a ramp inside the measured run. */
+	err = o->wait_subs ? wait_for_subs(bus, o) : 0;
+	if (o->together)
+		gate_pass(&gate[GATE_START], o->producers, o->wait_ms);
+	if (err < 0) {
+		snprintf(res.message, sizeof(res.message),
+			 "waiting for %u subscriptions on '%s': %s",
+			 o->wait_subs, o->stream,
+			 err == -ETIMEDOUT ? "timed out"
+					   : expbus_last_error(bus));
+		goto out;
 	}
 	res.start_ns = cli_now_ns();
 	err = produce(p, o, res.index, live, &res);
@@ -257,12 +274,89 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 						   : strerror(-err));
 out:
 	res.error = err;
+	/* --together ends together too: a child that is done counts itself
+	 * in and waits for the parent's word (leave_when_taken) before it
+	 * detaches and exits, so that hundreds of exits, each unmapping its
+	 * ring, run neither beside the children still writing nor beside
+	 * the broker still taking what they wrote. Every child passes here
+	 * once, failed ones included. Release: pairs with the parent's
+	 * acquire load of the count (its live counter is stored before). */
+	if (o->together) {
+		atomic_fetch_add_explicit(&gate[GATE_DONE], 1,
+					  memory_order_release);
+		gate_wait(&gate[GATE_LEAVE], 1, 0);
+	}
 	/* Detach before reporting: committed records are delivered anyway. */
 	expbus_producer_close(p);
 	expbus_free(bus);
 	if (write(fd, &res, sizeof(res)) != (ssize_t)sizeof(res))
 		_exit(1);
 	_exit(err < 0 ? 1 : 0);
+}
+
+/* --together, the end, in the parent: once every child still alive is
+ * done writing, let them detach and exit when the broker has taken every
+ * record each committed (its records_in in the stats segment, matched by
+ * pid), or --wait-ms after the last was done, whichever comes first. A
+ * child the segment does not show (it failed to attach, or a broker that
+ * sees other pids) holds nobody back. Returns whether the word is set. */
+struct leave {
+	struct stats_source src;
+	struct stats_view view;
+	bool have_src, tried_src;
+	uint64_t done_ns; /* when every child was done; 0: not yet */
+};
+
+static bool all_taken(struct leave *l, const struct pub_opts *o,
+		      const pid_t *pids, _Atomic uint64_t *live)
+{
+	if (!l->tried_src) {
+		/* Quietly: without the segment, nobody is held back. */
+		l->tried_src = true;
+		l->have_src =
+		    expbus_new(o->socket, &l->src.bus) == 0 &&
+		    expbus_stats_map(l->src.bus, (const void **)&l->src.seg,
+				     &l->src.size) == 0;
+	}
+	if (!l->have_src || stats_view_take(l->src.seg, &l->view) < 0)
+		return true;
+	for (uint32_t k = 0; k < o->producers; k++) {
+		/* Relaxed: the child stored it before its release increment
+		 * of the done count, which we load-acquired. */
+		uint64_t committed =
+		    atomic_load_explicit(&live[k * 8], memory_order_relaxed);
+
+		for (uint32_t i = 0; i < l->view.n_producers; i++) {
+			const struct sv_producer *sp = &l->view.producers[i];
+
+			if (sp->pid == (uint32_t)pids[k] &&
+			    sp->records_in < committed)
+				return false;
+		}
+	}
+	return true;
+}
+
+static bool leave_when_taken(struct leave *l, const struct pub_opts *o,
+			     const pid_t *pids, _Atomic uint64_t *live,
+			     _Atomic uint32_t *gate, uint32_t alive)
+{
+	uint64_t now = cli_now_ns();
+
+	/* Acquire: pairs with each child's release increment. */
+	if (atomic_load_explicit(&gate[GATE_DONE], memory_order_acquire) <
+	    alive)
+		return false;
+	if (!l->done_ns)
+		l->done_ns = now;
+	if (now - l->done_ns < (uint64_t)o->wait_ms * 1000000u &&
+	    !all_taken(l, o, pids, live))
+		return false;
+	/* Release: pairs with the children's acquire in gate_wait. */
+	atomic_store_explicit(&gate[GATE_LEAVE], 1, memory_order_release);
+	(void)syscall(SYS_futex, &gate[GATE_LEAVE], FUTEX_WAKE, INT_MAX, NULL,
+		      NULL, 0);
+	return true;
 }
 
 /* 0: go on; -1: --help was printed; else the exit status. */
@@ -386,8 +480,11 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 	     .target = &o->together,
 	     .help = "start writing only when all N producers have\n"
 		     "attached (or failed to), all at once, or after\n"
-		     "--wait-ms; without it each starts as soon as it\n"
-		     "is attached"},
+		     "--wait-ms, and detach only when all are done (or\n"
+		     "after --wait-ms): the rate is that of all N\n"
+		     "writing, without a ramp of attaches or exits;\n"
+		     "without it each starts as soon as it is attached\n"
+		     "and leaves as soon as it is done"},
 	    {.name = "json",
 	     .kind = OPTION_FLAG,
 	     .target = &o->json,
@@ -501,6 +598,9 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		 end = 0, last = 0;
 	uint32_t failed = 0, reported = 0, alive;
 	_Atomic uint64_t *live;
+	_Atomic uint32_t *gate;
+	struct leave leave = {0};
+	bool left = false;
 	size_t live_size;
 	pid_t *pids;
 	double secs, t0 = cli_now(), last_t = t0;
@@ -511,7 +611,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	if (r)
 		return r < 0 ? 0 : r;
 	/* Counters the children update for --progress, a cache line each,
-	 * and after them the --together gate's count. */
+	 * and after them the --together gates' counts (start, then end). */
 	live_size = ((size_t)o.producers + 1) * 64;
 	live = mmap(NULL, live_size, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -520,6 +620,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		fprintf(stderr, "expbus pub: %s\n", strerror(errno));
 		return 1;
 	}
+	gate = (_Atomic uint32_t *)&live[o.producers * 8];
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -536,8 +637,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		}
 		if (pids[k] == 0) {
 			(void)close(fds[0]);
-			child(&o, k, fds[1], &live[k * 8],
-			      (_Atomic uint32_t *)&live[o.producers * 8]);
+			child(&o, k, fds[1], &live[k * 8], gate);
 		}
 	}
 	(void)close(fds[1]);
@@ -563,8 +663,16 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		}
 		if (o.progress && cli_now() - last_t >= 1.0)
 			print_progress(&o, live, &last, &last_t, t0);
-		(void)usleep(20000);
+		if (o.together && !left)
+			left = leave_when_taken(&leave, &o, pids, live, gate,
+						alive);
+		/* Finer while the broker takes the last records: the
+		 * children's exits wait for this look. */
+		(void)usleep(o.together && !left && leave.done_ns ? 5000
+								  : 20000);
 	}
+	stats_view_free(&leave.view);
+	stats_source_close(&leave.src);
 	(void)fcntl(fds[0], F_SETFL,
 		    0); /* the rest, till every writer is gone */
 	collect(fds[0], &acc);
