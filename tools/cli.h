@@ -39,5 +39,7 @@ int cli_subscribe(const char *cmd, struct expbus *bus, const char *stream,
 /* CLOCK_MONOTONIC in nanoseconds and in seconds. */
 uint64_t cli_now_ns(void);
 double cli_now(void);
+/* CPU time this process used so far (user + system, every thread). */
+uint64_t cli_cpu_ns(void);
 
 #endif

@@ -66,6 +66,8 @@ struct sub_state {
 	uint64_t records, batches, dropped, flush[4];
 	uint64_t corrupt, order_errors, filter_errors, checksum_errors;
 	uint64_t first_ns, last_ns;
+	uint64_t first_cpu_ns, cpu_ns; /* our CPU time: at the first batch,
+					  and from it to the end of reading */
 	struct counts last_seq; /* source (or source << 32 | game) -> seq + 1 */
 	struct counts per_game, per_producer;
 	uint64_t reports;
@@ -266,7 +268,10 @@ static int parse(int argc, char **argv, struct sub_opts *o)
 	     .kind = OPTION_STRING,
 	     .target = &o->report,
 	     .metavar = "FILE",
-	     .help = "write the counts as JSON to FILE"},
+	     .help = "write the counts as JSON to FILE, with\n"
+		     "first_ns and last_ns (the first and last batch,\n"
+		     "CLOCK_MONOTONIC) and cpu_s (our CPU time from the\n"
+		     "first batch to the end of reading)"},
 	    {.name = "progress",
 	     .kind = OPTION_FLAG,
 	     .target = &o->progress,
@@ -684,13 +689,15 @@ static int write_report(struct sub_state *st, const char *path, double secs,
 		",\"order_errors\":%" PRIu64 ",\"filter_errors\":%" PRIu64
 		",\"checksum_errors\":%" PRIu64 ",\"missing\":%" PRIu64
 		",\"flush\":{\"full\":%" PRIu64 ",\"timeout\":%" PRIu64
-		",\"drain\":%" PRIu64 "},\"per_game\":",
+		",\"drain\":%" PRIu64 "},\"first_ns\":%" PRIu64
+		",\"last_ns\":%" PRIu64 ",\"cpu_s\":%.6f,\"per_game\":",
 		st->records, st->batches, bytes, secs,
 		secs > 0 ? (double)st->records / secs : 0,
 		secs > 0 ? (double)bytes / secs / 1e9 : 0, st->dropped,
 		st->corrupt, st->order_errors, st->filter_errors,
 		st->checksum_errors, miss, st->flush[EXPBUS_FLUSH_FULL],
-		st->flush[EXPBUS_FLUSH_TIMEOUT], st->flush[EXPBUS_FLUSH_DRAIN]);
+		st->flush[EXPBUS_FLUSH_TIMEOUT], st->flush[EXPBUS_FLUSH_DRAIN],
+		st->first_ns, st->last_ns, (double)st->cpu_ns / 1e9);
 	err = print_counts(f, &st->per_game);
 	fprintf(f, ",\"per_producer\":");
 	if (err == 0)
@@ -778,8 +785,10 @@ static enum stop_reason receive(struct sub_state *st, int *err)
 			return BY_BROKER;
 		}
 		st->last_ns = cli_now_ns();
-		if (!st->first_ns)
+		if (!st->first_ns) {
 			st->first_ns = st->last_ns;
+			st->first_cpu_ns = cli_cpu_ns();
+		}
 		check_batch(st, b);
 		if (!o->hold) {
 			r = expbus_release(st->c, b);
@@ -868,6 +877,8 @@ int cmd_check(const char *socket, int argc, char **argv)
 	}
 	err = 0;
 	why = receive(&st, &err);
+	if (st.first_ns)
+		st.cpu_ns = cli_cpu_ns() - st.first_cpu_ns;
 	if (why == BY_BROKER && err)
 		fprintf(stderr, "expbus check: receiving: %s\n",
 			expbus_last_error(bus)[0] ? expbus_last_error(bus)

@@ -63,6 +63,7 @@ struct pub_result {
 	uint64_t records;
 	uint64_t retries;
 	uint64_t start_ns, end_ns;
+	uint64_t cpu_ns; /* this child's CPU time from start_ns to end_ns */
 	uint64_t record_bytes;
 	char message[256];
 };
@@ -264,9 +265,11 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 					   : expbus_last_error(bus));
 		goto out;
 	}
+	res.cpu_ns = cli_cpu_ns();
 	res.start_ns = cli_now_ns();
 	err = produce(p, o, res.index, live, &res);
 	res.end_ns = cli_now_ns();
+	res.cpu_ns = cli_cpu_ns() - res.cpu_ns;
 	if (err < 0)
 		snprintf(res.message, sizeof(res.message),
 			 "after %" PRIu64 " records: %s", res.records,
@@ -489,7 +492,9 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 	     .kind = OPTION_FLAG,
 	     .target = &o->json,
 	     .help = "print one JSON object at the end: producers,\n"
-		     "records, bytes, seconds, records_per_s, gb_per_s"},
+		     "records, bytes, seconds, records_per_s, gb_per_s,\n"
+		     "cpu_s (the producers' CPU time while writing,\n"
+		     "all of them together)"},
 	    {.name = "progress",
 	     .kind = OPTION_FLAG,
 	     .target = &o->progress,
@@ -555,7 +560,7 @@ static void print_progress(const struct pub_opts *o, _Atomic uint64_t *live,
 
 /* What the children reported so far. */
 struct results {
-	uint64_t records, retries, bytes, start, end;
+	uint64_t records, retries, bytes, start, end, cpu_ns;
 	uint32_t reported, failed;
 };
 
@@ -569,6 +574,7 @@ static void collect(int fd, struct results *acc)
 		acc->reported++;
 		acc->records += res.records;
 		acc->retries += res.retries;
+		acc->cpu_ns += res.cpu_ns;
 		acc->bytes += res.records * res.record_bytes;
 		if (res.error < 0) {
 			acc->failed++;
@@ -695,10 +701,12 @@ int cmd_pub(const char *socket, int argc, char **argv)
 		printf(
 		    "{\"producers\":%u,\"records\":%" PRIu64
 		    ",\"bytes\":%" PRIu64
-		    ",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f}\n",
+		    ",\"seconds\":%.6f,\"records_per_s\":%.1f,\"gb_per_s\":%.4f"
+		    ",\"cpu_s\":%.6f}\n",
 		    o.producers, records, bytes, secs,
 		    secs > 0 ? (double)records / secs : 0,
-		    secs > 0 ? (double)bytes / secs / 1e9 : 0);
+		    secs > 0 ? (double)bytes / secs / 1e9 : 0,
+		    (double)acc.cpu_ns / 1e9);
 	else
 		printf("pub: %u producer%s, %" PRIu64
 		       " records (%.1f MB) in %.3f s: "

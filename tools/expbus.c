@@ -172,3 +172,11 @@ double cli_now(void)
 {
 	return (double)cli_now_ns() / 1e9;
 }
+
+uint64_t cli_cpu_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}

@@ -20,11 +20,20 @@ def test_together_delivers_every_record_of_every_producer(broker, finish):
                        str(count), "--wait-subs", "1", "--json")
     rc, out, err = finish(pub)
     assert rc == 0, err
-    assert json.loads(out)["records"] == n * count
+    res = json.loads(out)
+    assert res["records"] == n * count
+    # The producers' CPU while writing: some, and no more than all of
+    # them could have used in that time on this machine.
+    assert 0 < res["cpu_s"] <= res["seconds"] * os.cpu_count() + 0.1, res
     rc, out, err = finish(sub)
     assert rc == 0, out + err
     rep = json.loads(report.read_text())
     assert rep["records"] == n * count and rep["missing"] == 0
+    # The window the rate is taken over, and the reader's CPU in it.
+    assert 0 < rep["first_ns"] <= rep["last_ns"]
+    assert abs((rep["last_ns"] - rep["first_ns"]) / 1e9 -
+               rep["seconds"]) < 1e-5, rep
+    assert 0 < rep["cpu_s"] < 60, rep
 
 
 def test_together_does_not_wait_for_a_producer_that_cannot_attach(
