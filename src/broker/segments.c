@@ -11,6 +11,18 @@
 #include "segments.h"
 #include "shm.h"
 
+/* The broker touches at most this much of a new segment (shm_touch): its
+ * loop serves every peer, and one page costs up to ~10 us on a guest with
+ * shadow page tables, so a 1 GiB ring would hold every other ring back for
+ * seconds. A client's own attach touches all of its ring: that delays only
+ * itself. */
+#define TOUCH_MAX ((uint64_t)4 << 20)
+
+static uint64_t touch_len(uint64_t len)
+{
+	return len < TOUCH_MAX ? len : TOUCH_MAX;
+}
+
 static void seg_init(struct seg_header *h, uint32_t magic, size_t header,
 		     size_t size)
 {
@@ -71,7 +83,7 @@ int segment_producer_ring(struct broker *b, struct stream *s, uint32_t capacity,
 	/* We only read the records: a read of each page now, not in the
 	 * ring's first lap (shm.h). */
 	shm_touch((uint8_t *)seg + PRODUCER_RING_DATA_OFFSET,
-		  size - PRODUCER_RING_DATA_OFFSET, 0);
+		  touch_len(size - PRODUCER_RING_DATA_OFFSET), 0);
 	err = shm_seal(fd, SHM_SEALS_SHARED);
 	if (err < 0) {
 		shm_unmap(addr, size);
@@ -196,7 +208,8 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 	seg->ncolumns = n;
 	memcpy(seg->columns, cols, sizeof(cols[0]) * n);
 	/* We write the batches, and nobody else has the ring yet (shm.h). */
-	shm_touch((uint8_t *)seg + data_offset, size - data_offset, 1);
+	shm_touch((uint8_t *)seg + data_offset, touch_len(size - data_offset),
+		  1);
 	sub->seg = seg;
 	sub->seg_size = size;
 	sub->ncolumns = n;
