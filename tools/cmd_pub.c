@@ -191,7 +191,8 @@ static void gate_wait(_Atomic uint32_t *word, uint32_t n, uint64_t deadline)
 	uint32_t seen;
 
 	/* Acquire: pairs with the release of whoever raised the word (the
-	 * last child's increment in gate_pass, the parent's open_leave). */
+	 * children's increments in gate_pass, the parent's store in
+	 * leave_when_taken). */
 	while (!stop && (!deadline || cli_now_ns() < deadline) &&
 	       (seen = atomic_load_explicit(word, memory_order_acquire)) < n) {
 		/* Returns at once if the word moved since it was read
@@ -297,12 +298,7 @@ out:
 	_exit(err < 0 ? 1 : 0);
 }
 
-/* --together, the end, in the parent: once every child still alive is
- * done writing, let them detach and exit when the broker has taken every
- * record each committed (its records_in in the stats segment, matched by
- * pid), or --wait-ms after the last was done, whichever comes first. A
- * child the segment does not show (it failed to attach, or a broker that
- * sees other pids) holds nobody back. Returns whether the word is set. */
+/* What the parent keeps for leave_when_taken. */
 struct leave {
 	struct stats_source src;
 	struct stats_view view;
@@ -340,6 +336,12 @@ static bool all_taken(struct leave *l, const struct pub_opts *o,
 	return true;
 }
 
+/* --together, the end, in the parent: once every child still alive is
+ * done writing, let them detach and exit when the broker has taken every
+ * record each committed (its records_in in the stats segment, matched by
+ * pid), or --wait-ms after the last was done, whichever comes first. A
+ * child the segment does not show (it failed to attach, or a broker that
+ * sees other pids) holds nobody back. Returns whether the word is set. */
 static bool leave_when_taken(struct leave *l, const struct pub_opts *o,
 			     const pid_t *pids, _Atomic uint64_t *live,
 			     _Atomic uint32_t *gate, uint32_t alive)
@@ -483,9 +485,10 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 	     .target = &o->together,
 	     .help = "start writing only when all N producers have\n"
 		     "attached (or failed to), all at once, or after\n"
-		     "--wait-ms, and detach only when all are done (or\n"
-		     "after --wait-ms): the rate is that of all N\n"
-		     "writing, without a ramp of attaches or exits;\n"
+		     "--wait-ms, and detach only when all are done and\n"
+		     "the broker has taken their records (or --wait-ms\n"
+		     "after the last was done): the rate is that of all\n"
+		     "N writing, without a ramp of attaches or exits;\n"
 		     "without it each starts as soon as it is attached\n"
 		     "and leaves as soon as it is done"},
 	    {.name = "json",
@@ -617,7 +620,8 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	if (r)
 		return r < 0 ? 0 : r;
 	/* Counters the children update for --progress, a cache line each,
-	 * and after them the --together gates' counts (start, then end). */
+	 * and after them the --together words (GATE_START, GATE_DONE,
+	 * GATE_LEAVE). */
 	live_size = ((size_t)o.producers + 1) * 64;
 	live = mmap(NULL, live_size, PROT_READ | PROT_WRITE,
 		    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
