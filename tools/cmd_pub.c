@@ -298,10 +298,24 @@ out:
 	_exit(err < 0 ? 1 : 0);
 }
 
+/* A child by pid, for matching the stats segment's producers. */
+struct child_pid {
+	uint32_t pid, k;
+};
+
+static int by_pid(const void *a, const void *b)
+{
+	uint32_t x = ((const struct child_pid *)a)->pid,
+		 y = ((const struct child_pid *)b)->pid;
+
+	return (x > y) - (x < y);
+}
+
 /* What the parent keeps for leave_when_taken. */
 struct leave {
 	struct stats_source src;
 	struct stats_view view;
+	struct child_pid *kids; /* sorted by pid */
 	bool have_src, tried_src;
 	uint64_t done_ns; /* when every child was done; 0: not yet */
 };
@@ -312,26 +326,28 @@ static bool all_taken(struct leave *l, const struct pub_opts *o,
 	if (!l->tried_src) {
 		/* Quietly: without the segment, nobody is held back. */
 		l->tried_src = true;
+		l->kids = calloc(o->producers, sizeof(*l->kids));
 		l->have_src =
-		    expbus_new(o->socket, &l->src.bus) == 0 &&
-		    expbus_stats_map(l->src.bus, (const void **)&l->src.seg,
-				     &l->src.size) == 0;
+		    l->kids && stats_source_open(NULL, o->socket, &l->src) == 0;
+		for (uint32_t k = 0; l->kids && k < o->producers; k++)
+			l->kids[k] = (struct child_pid){(uint32_t)pids[k], k};
+		if (l->kids)
+			qsort(l->kids, o->producers, sizeof(*l->kids), by_pid);
 	}
 	if (!l->have_src || stats_view_take(l->src.seg, &l->view) < 0)
 		return true;
-	for (uint32_t k = 0; k < o->producers; k++) {
+	for (uint32_t i = 0; i < l->view.n_producers; i++) {
+		const struct sv_producer *sp = &l->view.producers[i];
+		struct child_pid key = {.pid = sp->pid};
+		const struct child_pid *kid = bsearch(
+		    &key, l->kids, o->producers, sizeof(*l->kids), by_pid);
+
 		/* Relaxed: the child stored it before its release increment
 		 * of the done count, which we load-acquired. */
-		uint64_t committed =
-		    atomic_load_explicit(&live[k * 8], memory_order_relaxed);
-
-		for (uint32_t i = 0; i < l->view.n_producers; i++) {
-			const struct sv_producer *sp = &l->view.producers[i];
-
-			if (sp->pid == (uint32_t)pids[k] &&
-			    sp->records_in < committed)
-				return false;
-		}
+		if (kid &&
+		    sp->records_in < atomic_load_explicit(&live[kid->k * 8],
+							  memory_order_relaxed))
+			return false;
 	}
 	return true;
 }
@@ -683,6 +699,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	}
 	stats_view_free(&leave.view);
 	stats_source_close(&leave.src);
+	free(leave.kids);
 	(void)fcntl(fds[0], F_SETFL,
 		    0); /* the rest, till every writer is gone */
 	collect(fds[0], &acc);

@@ -18,8 +18,9 @@ int stats_source_open(const char *cmd, const char *socket,
 	memset(src, 0, sizeof(*src));
 	err = expbus_new(socket, &src->bus);
 	if (err < 0) {
-		fprintf(stderr, "expbus %s: socket path: %s\n", cmd,
-			strerror(-err));
+		if (cmd)
+			fprintf(stderr, "expbus %s: socket path: %s\n", cmd,
+				strerror(-err));
 		return EXIT_USAGE;
 	}
 	if (socket)
@@ -32,8 +33,9 @@ int stats_source_open(const char *cmd, const char *socket,
 
 		/* The library's message names the socket and suggests --socket.
 		 */
-		fprintf(stderr, "expbus %s: %s\n", cmd,
-			why[0] ? why : strerror(-err));
+		if (cmd)
+			fprintf(stderr, "expbus %s: %s\n", cmd,
+				why[0] ? why : strerror(-err));
 		expbus_free(src->bus);
 		src->bus = NULL;
 		return EXIT_BROKER;

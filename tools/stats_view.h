@@ -75,8 +75,9 @@ struct stats_source {
 };
 
 /* Connects to the broker once to receive the segment. On failure prints
- * "expbus CMD: why" (naming the socket) and returns the exit status to
- * use: EXIT_USAGE or EXIT_BROKER; 0 on success. */
+ * "expbus CMD: why" (naming the socket; nothing if cmd is NULL) and
+ * returns the exit status to use: EXIT_USAGE or EXIT_BROKER; 0 on
+ * success. */
 int stats_source_open(const char *cmd, const char *socket,
 		      struct stats_source *src);
 /* As stats_source_open, silently: 0 or negative errno. */
