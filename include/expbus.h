@@ -168,7 +168,9 @@ EXPBUS_API int expbus_reserve(struct expbus_producer *p, unsigned n,
 
 /* Publishes the oldest n reserved records, in order. Returns 0, or -EINVAL
  * when fewer than n are reserved. No syscall but the broker's wakeup, and
- * that only when the broker sleeps; never touches the control socket. */
+ * that only when the broker sleeps without a timer (a broker that comes
+ * back on its tick gets a bit set in shared memory instead); never
+ * touches the control socket. */
 EXPBUS_API int expbus_commit(struct expbus_producer *p, unsigned n);
 
 /* For games with an event loop: an fd (epoll, stable for the producer's

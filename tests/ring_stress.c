@@ -11,11 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ready_set.h"
 #include "ring.h"
 
 struct shared {
 	struct ring_side prod;
 	struct ring_side cons;
+	_Atomic uint64_t ready; /* a ready set's word; the ring's bit is 1 */
+	uint8_t pad[CACHE_LINE - 8];
 	uint64_t slots[];
 };
 
@@ -56,6 +59,40 @@ static void wake(int efd)
 	(void)!write(efd, &one, sizeof(one));
 }
 
+/* The producer waits until the consumer has released every record it
+ * committed; 2 s without is a lost mark. */
+static void wait_consumed(struct stress *st, const struct ring *r)
+{
+	for (int us = 0; us < 2000000; us += 10) {
+		/* Acquire: pairs with the consumer's head store-release. */
+		if (atomic_load_explicit(&r->cons->pos, memory_order_acquire) ==
+		    r->pos)
+			return;
+		usleep(10);
+	}
+	__atomic_add_fetch(&st->lost, 1, __ATOMIC_RELAXED);
+}
+
+/* The consumer parked with RING_READY: waits for the ring's bit or its
+ * eventfd (a commit past half). A wait that hits the 2 s watchdog is a
+ * lost mark. */
+static void wait_ready(struct stress *st)
+{
+	struct pollfd pfd = {.fd = st->cons_efd, .events = POLLIN};
+	uint64_t junk;
+
+	st->cons_sleeps++;
+	for (int ms = 0; ms < 2000; ms++) {
+		if (ready_take(&st->s->ready) & 1)
+			return;
+		if (poll(&pfd, 1, 1) == 1) {
+			(void)!read(st->cons_efd, &junk, sizeof(junk));
+			return;
+		}
+	}
+	__atomic_add_fetch(&st->lost, 1, __ATOMIC_RELAXED);
+}
+
 static void *producer_main(void *arg)
 {
 	struct stress *st = arg;
@@ -73,7 +110,7 @@ static void *producer_main(void *arg)
 			break;
 		}
 		if (n == 0) {
-			if (!st->sleeping)
+			if (!st->sleeping && !st->ready)
 				continue;
 			n = ring_producer_prepare_sleep(&r, 0);
 			if (n == 0)
@@ -85,8 +122,21 @@ static void *producer_main(void *arg)
 			n = (int)(st->count - v);
 		for (int i = 0; i < n; i++)
 			*(uint64_t *)ring_slot(&r, r.pos + (uint64_t)i) = v++;
-		if (ring_producer_commit(&r, (uint64_t)n))
+		switch (ring_producer_commit(&r, (uint64_t)n)) {
+		case RING_WAKE_NONE:
+			break;
+		case RING_WAKE_MARK:
+			ready_mark(&st->s->ready, 1);
+			st->marks++;
+			break;
+		case RING_WAKE_EVENTFD:
 			wake(st->cons_efd);
+			break;
+		}
+		/* Now and then wait until the consumer has it all: then
+		 * nothing but this commit's mark can tell a parked consumer. */
+		if (st->ready && rand_r(&seed) % 16 == 0)
+			wait_consumed(st, &r);
 		if (st->pauses)
 			maybe_pause(&seed);
 	}
@@ -110,11 +160,18 @@ static void *consumer_main(void *arg)
 			break;
 		}
 		if (n == 0) {
-			if (!st->sleeping)
-				continue;
-			n = ring_consumer_prepare_sleep(&r, 0);
-			if (n == 0)
-				block(st, st->cons_efd, &st->cons_sleeps);
+			if (st->ready) {
+				n = ring_consumer_prepare_ready(&r, 0);
+				if (n == 0)
+					wait_ready(st);
+			} else {
+				if (!st->sleeping)
+					continue;
+				n = ring_consumer_prepare_sleep(&r, 0);
+				if (n == 0)
+					block(st, st->cons_efd,
+					      &st->cons_sleeps);
+			}
 			ring_consumer_sleep_done(&r);
 			continue;
 		}
@@ -134,6 +191,7 @@ void stress_run(struct stress *st)
 {
 	pthread_t a, b;
 
+	/* The ready word has its own line, as in a real ready set. */
 	st->s = aligned_alloc(64, align_up(sizeof(*st->s) + st->cap * 8, 64));
 	memset(st->s, 0, sizeof(*st->s) + st->cap * 8);
 	st->prod_efd = eventfd(0, EFD_CLOEXEC);

@@ -1,7 +1,9 @@
 /* test_doorbell.c — the broker visits only rings with news: with many
- * idle rings a pass looks at O(1) of them, and a parked ring that gets a
- * record is noticed through its producer's doorbell, without a scan
- * (stats: ring_visits and loops). */
+ * idle rings a pass looks at O(1) of them, a parked ring that gets a
+ * record is noticed through its producer's doorbell, without a scan, and
+ * a coalescing broker's tick looks at the rings whose bit is marked in
+ * the ready set, not at every ring that had news lately (stats:
+ * ring_visits and loops). */
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdatomic.h>
@@ -187,5 +189,48 @@ Test(doorbell, an_idle_ring_that_gets_a_record_is_noticed_without_a_scan)
 			      "%d rings",
 			      (unsigned long long)(v1 - v0), N_RINGS);
 	}
+	expbus_consumer_close(c);
+}
+
+Test(doorbell, a_tick_looks_at_the_rings_marked_in_the_ready_set)
+{
+	/* Batches of 256 that may wait 10 ms: the broker coalesces, with a
+	 * tick of 2.5 ms. */
+	struct expbus_subscribe_options o = {.batch_size = 256,
+					     .max_delay_us = 10000};
+	struct expbus_consumer *c;
+	const int writers = 200, rounds = 20;
+	uint64_t v0, l0, v1, l1, records = 0;
+	uint32_t got = 0;
+
+	attach_all();
+	cr_assert_eq(expbus_subscribe(bus, "s", &o, &c), 0);
+	settle();
+	v0 = visits();
+	l0 = loops();
+	/* A record into each of 200 rings every 40 ms (16 ticks): each ring
+	 * is quiet for many ticks between its records, but never long enough
+	 * (COALESCE_PARK_TICKS, 64) to be parked for good. A broker that
+	 * kept such rings active would look at all 200 every tick. */
+	for (int k = 0; k < rounds; k++) {
+		for (int i = 0; i < writers; i++, records++)
+			write_one(prod[i * (N_RINGS / writers)], k);
+		got += drain(c, (uint32_t)writers, NULL);
+		usleep(40000);
+	}
+	got += drain(c, (uint32_t)(records - got), NULL);
+	v1 = visits();
+	l1 = loops();
+	cr_assert_eq(got, (uint32_t)records);
+	cr_log_info("%llu ring visits in %llu passes for %llu records",
+		    (unsigned long long)(v1 - v0),
+		    (unsigned long long)(l1 - l0), (unsigned long long)records);
+	/* About two visits a record: the pass that takes it, and the one a
+	 * tick later that parks its ring on the ready set again. */
+	cr_assert_leq(v1 - v0, 4 * records + l1 - l0,
+		      "%llu ring visits in %llu passes for %llu records",
+		      (unsigned long long)(v1 - v0),
+		      (unsigned long long)(l1 - l0),
+		      (unsigned long long)records);
 	expbus_consumer_close(c);
 }

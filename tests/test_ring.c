@@ -231,6 +231,26 @@ Test(ring_stress, two_threads_with_random_pauses_keep_order_without_loss,
 	cr_assert_eq(st.errors, 0, "records lost, duplicated or reordered");
 }
 
+Test(ring_stress, a_consumer_parked_on_a_ready_set_misses_no_commit,
+     .timeout = 120)
+{
+	struct stress st = {.cap = 64,
+			    .count = (uint64_t)(1e6 * stress_scale()),
+			    .pauses = 1,
+			    .ready = 1};
+
+	stress_run(&st);
+	cr_log_info("%llu marks, %llu consumer parks",
+		    (unsigned long long)st.marks,
+		    (unsigned long long)st.cons_sleeps);
+	cr_assert_eq(st.errors, 0, "records lost, duplicated or reordered");
+	cr_assert_eq(st.lost, 0, "%llu marks were lost",
+		     (unsigned long long)st.lost);
+	cr_assert_gt(st.marks, 100,
+		     "only %llu marks: the test did not exercise the ready set",
+		     (unsigned long long)st.marks);
+}
+
 Test(ring_stress, both_sides_sleep_and_wake_without_losing_a_wakeup,
      .timeout = 120)
 {

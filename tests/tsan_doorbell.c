@@ -5,7 +5,10 @@
  * parks their ring or goes to sleep) and commit the next. A record that
  * no later commit follows is noticed only through its producer's doorbell:
  * if one were lost, its producer would wait in vain and the program fails.
- * Exit 0 when all is well. */
+ * With the argument `coalesce` the subscription takes batches of 2 that
+ * may wait 4 ms: the broker coalesces on a 1 ms tick and parks quiet rings
+ * on the ready set, so the producers mark bits instead (ready.c) and the
+ * broker takes them from another thread. Exit 0 when all is well. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -24,6 +27,7 @@
 #define WAIT_MS	  10000 /* for one record, under TSan on a busy host */
 
 static uint32_t records = 300;
+static unsigned pause_us = 1000;	/* longest pause between records */
 static atomic_uint seen[PRODUCERS + 1]; /* by producer id */
 static atomic_int failures;
 static atomic_int done;
@@ -80,7 +84,7 @@ static void *producer_main(void *arg)
 		}
 		/* 0 to ~1 ms: sometimes the ring is still active, sometimes
 		 * parked, sometimes the broker sleeps. */
-		usleep((unsigned)(rand_r(&a->seed) % 1000));
+		usleep((unsigned)(rand_r(&a->seed) % pause_us));
 	}
 	return NULL;
 }
@@ -145,6 +149,11 @@ int main(int argc, char **argv)
 
 	if (argc > 1)
 		records = (uint32_t)strtoul(argv[1], NULL, 10);
+	if (argc > 2 && strcmp(argv[2], "coalesce") == 0) {
+		o.batch_size = 2;
+		o.max_delay_us = 4000;
+		pause_us = 4000; /* some rings idle for ticks, some not */
+	}
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
@@ -160,6 +169,7 @@ int main(int argc, char **argv)
 	b.cfg.default_delay_us = 100000;
 	b.cfg.log_level = LOG_WARN;
 	b.cfg.spin_ns = 20000u; /* expbusd's default: the spin runs too */
+	b.cfg.coalesce_min_ns = 1000000u; /* expbusd's default */
 	if (broker_open(&b) < 0)
 		return 1;
 	pthread_create(&bt, NULL, broker_main, &b);
@@ -195,6 +205,11 @@ int main(int argc, char **argv)
 		expbus_producer_close(args[i].p);
 	kill(getpid(), SIGTERM);
 	pthread_join(bt, NULL);
+	if (o.batch_size > 1)
+		printf("tsan_doorbell: %llu marks taken from the ready set\n",
+		       (unsigned long long)b.count.ready_marks);
+	if (o.batch_size > 1 && b.count.ready_marks == 0)
+		FAIL("coalescing, no producer ever marked the ready set");
 	broker_close(&b);
 	expbus_free(bus);
 	rmdir(dir);

@@ -23,9 +23,14 @@ int main(void)
 	    .cap = 64, .count = (uint64_t)(2e6 * stress_scale()), .pauses = 1};
 	struct stress sleeping = {
 	    .cap = 2, .count = (uint64_t)(1e6 * stress_scale()), .sleeping = 1};
+	struct stress ready = {.cap = 64,
+			       .count = (uint64_t)(1e6 * stress_scale()),
+			       .pauses = 1,
+			       .ready = 1};
 	int ok = check("random pauses", &pauses);
 
 	ok &= check("sleeping", &sleeping);
-	printf("%d passed, %d failed\n", ok ? 2 : 0, ok ? 0 : 1);
+	ok &= check("parked on a ready set", &ready);
+	printf("%d passed, %d failed\n", ok ? 3 : 0, ok ? 0 : 1);
 	return ok ? 0 : 1;
 }

@@ -116,8 +116,10 @@ void batch_publish(struct broker *b, struct subscription *sub,
 	sub->open = NULL;
 	deadline_remove(b, sub);
 	/* Whether its subscriber was asleep: the loop's spin budget (loop.c)
-	 * follows the last publish. */
-	b->subscriber_asleep = ring_producer_commit(&sub->ring, 1);
+	 * follows the last publish. (A subscriber has no ready set: any
+	 * flag it raised, RING_READY too, asks for its eventfd.) */
+	b->subscriber_asleep =
+	    ring_producer_commit(&sub->ring, 1) != RING_WAKE_NONE;
 	if (b->subscriber_asleep)
 		wake_later(b, sub); /* at the end of this pass */
 	stat_add(&sub->st->delivered, sub->open_count);

@@ -25,6 +25,7 @@
 
 struct broker;
 struct stream;
+struct ready;
 
 enum doorbell_kind { DOORBELL_PRODUCER, DOORBELL_SUBSCRIPTION };
 
@@ -67,6 +68,15 @@ struct producer {
 	uint32_t active_at; /* index in broker.active, or NOT_ACTIVE (parked) */
 	uint64_t news_ns;   /* when records were last taken */
 	uint32_t watching;  /* its flag, RING_WATCH_* (coalescing), or 0 */
+	/* Its bit in its uid's ready set (ready.c), if it asked for one
+	 * (ATTACH_READY); NULL if not. */
+	struct ready *ready;
+	uint32_t ready_bit;
+	/* Parked with RING_READY (producer_ready_park): not active, its
+	 * commits mark its bit; in broker.ready_parked, oldest first. */
+	bool ready_parked;
+	uint64_t parked_ns;
+	struct producer *parked_prev, *parked_next;
 	struct producer_ring *seg;
 	size_t seg_size;
 	/* The broker is the consumer. ring.pos is the shared head: what the
@@ -245,6 +255,13 @@ struct broker {
 	struct producer **active;
 	uint32_t n_active, cap_active;
 	uint32_t n_producers; /* all of them, active or parked */
+	/* Coalescing, a ring empty since the last tick is parked with
+	 * RING_READY (oldest first here): the pass takes the ready sets'
+	 * marked bits instead of visiting it; after COALESCE_PARK_TICKS it
+	 * is parked for good (flag 1, its doorbell). */
+	struct producer *ready_parked_head, *ready_parked_tail;
+	uint32_t n_ready_parked;
+	struct ready *ready_sets; /* one per uid (ready.c) */
 	/* Producers whose head may move at the next hold_release_heads;
 	 * room for every producer (grown with active). */
 	struct producer **moved;
@@ -253,6 +270,7 @@ struct broker {
 	 * since the last stats_publish. */
 	struct broker_counters {
 		uint64_t loops, sleeps, unclaimed, violations, ring_visits;
+		uint64_t ready_marks; /* bits taken from the ready sets */
 	} count;
 	struct producer *dirty_producers[STATS_MAX_PRODUCERS];
 	struct subscription *dirty_subs[STATS_MAX_SUBS];
@@ -275,7 +293,8 @@ struct broker {
 	 * when it wakes on every commit; lag_ns, how long a record taken now
 	 * may have waited in its ring for that timer. */
 	uint64_t tick_ns, lag_ns;
-	bool more; /* the last pass left records it saw in a ring */
+	bool coalescing; /* the loop's last choice: sleep to the tick */
+	bool more;	 /* the last pass left records it saw in a ring */
 	/* The last batch published woke its subscriber (it slept on its
 	 * eventfd rather than polling): loop.c spins longer then. */
 	bool subscriber_asleep;

@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "control.h"
 #include "producer.h"
+#include "ready.h"
 #include "stats.h"
 #include "stream.h"
 #include "subscription.h"
@@ -30,7 +31,7 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	struct stream *s = NULL;
 	struct stats_producer *st;
 	uint32_t cap;
-	int fds[3] = {-1, -1, -1}, e;
+	int fds[4] = {-1, -1, -1, -1}, e;
 	bool created = false;
 
 	e = proto_check_attach(m, len, resume_fd >= 0, err, sizeof(err));
@@ -101,6 +102,16 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 		producer_free(b, p);
 		goto out;
 	}
+	/* Its bit in its uid's ready set: then a commit into its parked ring
+	 * costs it no syscall while the broker coalesces (ready.c). */
+	if ((m->flags & ATTACH_READY) && (e = ready_join(b, p, c->uid)) < 0) {
+		proto_send_error(c->fd, -e,
+				 "broker cannot make a ready set: %s",
+				 strerror(-e));
+		(void)close(fds[0]);
+		producer_free(b, p);
+		goto out;
+	}
 	/* A broker that restarted (adopt_ring read how many subscriptions
 	 * the last one had): the stream waits for them to subscribe again,
 	 * or, none known, for a first subscriber, before records are routed
@@ -130,7 +141,11 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	ok.schema_hash = s->schema.hash;
 	fds[1] = p->doorbell->fd;
 	fds[2] = p->space_fd;
-	e = proto_send(c->fd, &ok, sizeof(ok), fds, 3);
+	if (p->ready) {
+		fds[3] = p->ready->fd;
+		ok.ready_bit = p->ready_bit;
+	}
+	e = proto_send(c->fd, &ok, sizeof(ok), fds, p->ready ? 4 : 3);
 	(void)close(fds[0]);
 	p->conn = c;
 	c->kind = CONN_PRODUCER;

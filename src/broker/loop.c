@@ -229,8 +229,12 @@ static void sleep_until(struct broker *b, uint64_t deadline, bool coalesce)
 	struct io_uring_cqe *cqe;
 	uint64_t wait = deadline > b->now_ns ? deadline - b->now_ns : 0;
 
-	/* With no active ring there is nothing for a tick to look at. */
-	coalesce = coalesce && b->n_active;
+	/* With no active ring and none parked on a ready set there is
+	 * nothing for a tick to look at. Without a tick, nobody would take
+	 * the ready sets' bits: their rings are parked for good first. */
+	coalesce = coalesce && (b->n_active || b->n_ready_parked);
+	if (!coalesce)
+		producer_ready_expire(b, UINT64_MAX);
 	if (wait > MAX_SLEEP_NS)
 		wait = MAX_SLEEP_NS;
 	if (coalesce && wait > b->tick_ns)
@@ -335,6 +339,7 @@ int broker_run(struct broker *b)
 		 * records are still in the cache) as if it were off. */
 		b->tick_ns = coalesce_tick(b);
 		coalesce = b->tick_ns && gap_avg >= COALESCE_GAP_NS;
+		b->coalescing = coalesce;
 		spin =
 		    b->subscriber_asleep ? 2 * b->cfg.spin_ns : b->cfg.spin_ns;
 		/* Idle: look again (yielding the CPU to producers) before the

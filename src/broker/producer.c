@@ -1,5 +1,7 @@
 /* producer.c — producers: a new ring or the adoption of one a previous
- * broker handed out, and freeing. */
+ * broker handed out, freeing, and the states of a ring for the data path:
+ * active (visited every pass), parked on the ready set (RING_READY: its
+ * bit tells), parked (flag 1: its doorbell tells). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "doorbell.h"
 #include "hold.h"
 #include "producer.h"
+#include "ready.h"
 #include "ring_check.h"
 #include "segments.h"
 #include "shm.h"
@@ -316,9 +319,28 @@ int producer_new(struct broker *b, struct stream *s, uint32_t cap,
 	return 0;
 }
 
+static void unlink_ready_parked(struct broker *b, struct producer *p)
+{
+	if (!p->ready_parked)
+		return;
+	if (p->parked_prev)
+		p->parked_prev->parked_next = p->parked_next;
+	else
+		b->ready_parked_head = p->parked_next;
+	if (p->parked_next)
+		p->parked_next->parked_prev = p->parked_prev;
+	else
+		b->ready_parked_tail = p->parked_prev;
+	p->parked_prev = p->parked_next = NULL;
+	p->ready_parked = false;
+	b->n_ready_parked--;
+}
+
 void producer_free(struct broker *b, struct producer *p)
 {
 	producer_deactivate(b, p);
+	unlink_ready_parked(b, p);
+	ready_leave(b, p);
 	hold_forget_producer(b, p);
 	b->n_producers--;
 	stream_remove_producer(p->stream, p);
@@ -332,6 +354,7 @@ void producer_activate(struct broker *b, struct producer *p)
 {
 	if (p->active_at != NOT_ACTIVE)
 		return;
+	unlink_ready_parked(b, p);
 	/* Its flag down first: while it is active the producer need not
 	 * ring (the broker looks at its ring every pass). */
 	ring_consumer_sleep_done(&p->ring);
@@ -370,4 +393,53 @@ bool producer_park(struct broker *b, struct producer *p)
 	}
 	producer_deactivate(b, p);
 	return true;
+}
+
+bool producer_ready_park(struct broker *b, struct producer *p)
+{
+	/* As producer_park, with RING_READY: a commit after our look marks
+	 * its bit in the ready set, which the next pass takes. */
+	p->watching = 0;
+	if (ring_consumer_prepare_ready(&p->ring, p->taken - p->ring.pos) !=
+		0 ||
+	    hold_blocks_producer(p)) {
+		ring_consumer_sleep_done(&p->ring);
+		return false;
+	}
+	producer_deactivate(b, p);
+	p->ready_parked = true;
+	p->parked_ns = b->now_ns;
+	p->parked_prev = b->ready_parked_tail;
+	p->parked_next = NULL;
+	if (b->ready_parked_tail)
+		b->ready_parked_tail->parked_next = p;
+	else
+		b->ready_parked_head = p;
+	b->ready_parked_tail = p;
+	b->n_ready_parked++;
+	return true;
+}
+
+void producer_ready_expire(struct broker *b, uint64_t before)
+{
+	struct producer *p;
+
+	/* Oldest first: the list is in the order they were parked. */
+	while ((p = b->ready_parked_head) && p->parked_ns < before) {
+		unlink_ready_parked(b, p);
+		/* Flag 1, fence, a last look (ring.c): news, or a game that
+		 * waits for batches we hold, and it is active again. */
+		if (ring_consumer_prepare_sleep(&p->ring,
+						p->taken - p->ring.pos) != 0 ||
+		    hold_blocks_producer(p))
+			producer_activate(b, p);
+	}
+}
+
+void producer_ready_rang(struct broker *b, struct producer *p)
+{
+	/* A bit is a hint: only a ring parked on the ready set needs it (an
+	 * active one is looked at anyway; one parked for good rings). */
+	if (p->ready_parked)
+		producer_activate(b, p);
 }

@@ -32,5 +32,16 @@ void producer_deactivate(struct broker *b, struct producer *p);
  * rings the doorbell, and takes it out of the active set. Returns false,
  * leaving it active, when the ring had news after all. */
 bool producer_park(struct broker *b, struct producer *p);
+/* Coalescing, for a producer with a ready set: parks p with RING_READY,
+ * its next commit marks its bit (no syscall), and appends it to
+ * broker.ready_parked. Returns false, leaving it active, when the ring had
+ * news after all. */
+bool producer_ready_park(struct broker *b, struct producer *p);
+/* Parks for good (flag 1: the doorbell) the producers parked on the ready
+ * set before `before`, or activates those with news; UINT64_MAX: all of
+ * them, before a sleep with no tick to take the bits. */
+void producer_ready_expire(struct broker *b, uint64_t before);
+/* Its bit was marked: activates p if it was parked on the ready set. */
+void producer_ready_rang(struct broker *b, struct producer *p);
 
 #endif

@@ -13,6 +13,7 @@
 #include "hold.h"
 #include "producer.h"
 #include "pump.h"
+#include "ready.h"
 #include "stats.h"
 #include "stream.h"
 #include "subscription.h"
@@ -430,6 +431,13 @@ static uint32_t pump_producer(struct broker *b, struct stream *s,
 		return 0;
 	}
 	p->stalled = false;
+	/* Nothing new: its counters and the tail it shows are as they were,
+	 * so its stats slot is left alone (a tick may look at many such
+	 * rings). Only a game waiting on batches we hold needs us. */
+	if (avail == 0) {
+		unblock_ring(b, s, p);
+		return 0;
+	}
 	taken = routes_whole(s) ? pump_runs(b, s, p, (uint32_t)avail)
 				: pump_records(b, s, p, (uint32_t)avail);
 	if (p->stalled)
@@ -498,6 +506,11 @@ int pump_all(struct broker *b)
 	    b->tick_ns ? b->tick_ns * COALESCE_PARK_TICKS : PARK_AFTER_NS;
 
 	b->more = false;
+	/* The rings parked on the ready sets that got news, then those that
+	 * got none for COALESCE_PARK_TICKS: parked for good. */
+	ready_take_all(b, producer_ready_rang);
+	if (b->coalescing && b->now_ns > park_after)
+		producer_ready_expire(b, b->now_ns - park_after);
 
 	for (int k = 0; k < STATS_MAX_STREAMS; k++)
 		if (b->streams[k])
@@ -534,6 +547,14 @@ int pump_all(struct broker *b)
 		if (p->dead) {
 			b->reap_pending = true; /* drained: free it */
 			i++;
+			continue;
+		}
+		/* Coalescing, empty since the last tick: parked on the ready
+		 * set, which the next passes look at instead of its ring. */
+		if (b->coalescing && p->ready) {
+			if (b->now_ns - p->news_ns < b->tick_ns / 2 ||
+			    !producer_ready_park(b, p))
+				i++;
 			continue;
 		}
 		/* Empty for a while: park it, unless news came meanwhile. */

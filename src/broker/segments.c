@@ -1,6 +1,6 @@
 /* segments.c — creating the broker's shared segments and writing their
- * headers: producer rings, batch rings with their release pages, and the
- * stats segment. Memory itself comes from shm.c. */
+ * headers: producer rings, batch rings with their release pages, ready
+ * sets and the stats segment. Memory itself comes from shm.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -241,6 +241,27 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 			   (uint8_t *)seg + data_offset, slot, capacity);
 	*batch_fd = fd;
 	return 0;
+}
+
+int segment_ready_set(struct ready_set **out)
+{
+	void *addr;
+	int fd, err;
+
+	fd = segment_new("expbus-ready-set", READY_SET_SIZE, &addr);
+	if (fd < 0)
+		return fd;
+	seg_init(&((struct ready_set *)addr)->seg, MAGIC_READY_SET,
+		 offsetof(struct ready_set, words), READY_SET_SIZE);
+	((struct ready_set *)addr)->bits = READY_BITS;
+	err = shm_seal(fd, SHM_SEALS_SHARED);
+	if (err < 0) {
+		shm_unmap(addr, READY_SET_SIZE);
+		(void)close(fd);
+		return err;
+	}
+	*out = addr;
+	return fd;
 }
 
 int segment_stats(struct broker *b)

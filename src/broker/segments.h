@@ -20,6 +20,9 @@ int segment_batch_ring(struct broker *b, struct subscription *sub,
 		       uint32_t capacity, int *batch_fd, int *rel_fd, char *err,
 		       size_t errlen);
 /* The stats segment (b->stats, b->stats_size, b->stats_fd). */
+/* A ready set (layout.h), mapped writable at *out, every bit clear,
+ * sealed against resizing. Returns its fd or -errno. */
+int segment_ready_set(struct ready_set **out);
 int segment_stats(struct broker *b);
 
 #endif

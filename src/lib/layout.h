@@ -19,6 +19,7 @@
 #define MAGIC_BATCH_RING    0x42425845u /* "EXBB" */
 #define MAGIC_RELEASE_PAGE  0x4c425845u /* "EXBL" */
 #define MAGIC_STATS	    0x53425845u /* "EXBS" */
+#define MAGIC_READY_SET	    0x59425845u /* "EXBY" */
 
 #define CACHE_LINE   64
 #define NAME_MAX_LEN 64 /* stream, group and field names, with the NUL */
@@ -235,5 +236,26 @@ static inline uint64_t align_up(uint64_t n, uint64_t a)
 {
 	return (n + a - 1) & ~(a - 1);
 }
+
+/* ------------------------------------------------------------------------
+ * Ready set: one page per uid of the broker's producers, written by those
+ * producers (a bit each, set) and the broker (bits cleared as it takes
+ * them). A producer that asked for one (ATTACH_READY) and finds its ring
+ * parked with RING_READY marks its bit when it commits, instead of
+ * writing the broker's eventfd: no syscall. The broker reads the words
+ * once a tick and looks only at the rings whose bits were set. A bit is a
+ * hint: a bogus one costs the broker a look at that ring.
+ * ------------------------------------------------------------------------ */
+
+#define READY_BITS STATS_MAX_PRODUCERS
+struct ready_set {
+	struct seg_header seg;
+	uint32_t bits; /* READY_BITS */
+	uint8_t pad0[CACHE_LINE - sizeof(struct seg_header) - 4];
+	_Atomic uint64_t words[READY_BITS / 64];
+};
+_Static_assert(offsetof(struct ready_set, words) == 64, "ready words");
+#define READY_SET_SIZE 4096u
+_Static_assert(sizeof(struct ready_set) <= READY_SET_SIZE, "ready set");
 
 #endif

@@ -11,6 +11,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "shm.h"
+
 #define HANGUP_CHECK_NS	 (100u * 1000000u)
 #define REPLY_CHECK_NS	 (1u * 1000000u) /* look for the reply 1/ms */
 #define BACKOFF_FIRST_MS 10u
@@ -59,7 +61,7 @@ int link_init(struct link *l, struct expbus *bus, int sock, int wake_fd,
 	len = schema_format(schema, l->req.text, sizeof(l->req.text));
 	if (len < 0)
 		return -EINVAL; /* cannot be: attach formatted it already */
-	l->req.m.flags = ATTACH_RESUME;
+	l->req.m.flags = ATTACH_RESUME | ATTACH_READY;
 	l->req.m.schema_len = (uint32_t)len;
 	l->req_len = sizeof(l->req.m) + (size_t)len;
 	proto_header(&l->req.m.h, MSG_ATTACH, l->req_len);
@@ -84,8 +86,47 @@ int link_init(struct link *l, struct expbus *bus, int sock, int wake_fd,
 	return 0;
 }
 
+static void unmap_ready(struct link *l)
+{
+	if (l->ready)
+		shm_unmap(l->ready, READY_SET_SIZE);
+	l->ready = NULL;
+	l->ready_word = NULL;
+	l->ready_mask = 0;
+}
+
+int link_map_ready(struct link *l, int fd, uint32_t bit)
+{
+	struct ready_set *set;
+	void *addr;
+	int err;
+
+	unmap_ready(l);
+	err = shm_check(fd, READY_SET_SIZE, READY_SET_SIZE, SHM_SEALS_SHARED,
+			NULL);
+	if (err == 0)
+		err = shm_map(fd, READY_SET_SIZE, 1, &addr);
+	(void)close(fd);
+	if (err < 0)
+		return err;
+	set = addr;
+	/* Read once, checked, then only our copy of bit is used. */
+	if (set->seg.magic != MAGIC_READY_SET ||
+	    set->seg.version != LAYOUT_VERSION ||
+	    set->seg.size != READY_SET_SIZE || set->bits != READY_BITS ||
+	    bit >= READY_BITS) {
+		shm_unmap(addr, READY_SET_SIZE);
+		return -EPROTO;
+	}
+	l->ready = set;
+	l->ready_word = &set->words[bit / 64];
+	l->ready_mask = 1ull << (bit % 64);
+	return 0;
+}
+
 void link_close(struct link *l)
 {
+	unmap_ready(l);
 	unwatch_close(l, &l->sock);
 	close_fd(&l->wake_fd);
 	unwatch_close(l, &l->space_fd);
@@ -114,6 +155,7 @@ static void back_off(struct link *l, uint64_t now)
 
 void link_lost(struct link *l, uint64_t now)
 {
+	unmap_ready(l); /* the dead broker's */
 	unwatch_close(l, &l->sock);
 	close_fd(&l->wake_fd);
 	unwatch_close(l, &l->space_fd);
@@ -149,11 +191,11 @@ static void start_resume(struct link *l, uint64_t now)
 static void finish_resume(struct link *l, uint64_t now)
 {
 	struct msg_ok_attach ok;
-	int fds[3] = {-1, -1, -1};
+	int fds[4] = {-1, -1, -1, -1};
 	ssize_t n;
 
 	n = client_reply(l->bus, l->pending, MSG_OK_ATTACH, &ok, sizeof(ok),
-			 fds, 3);
+			 fds, 4);
 	if (n == -EAGAIN) {
 		if (now >= l->deadline_ns)
 			back_off(l, now);
@@ -170,6 +212,7 @@ static void finish_resume(struct link *l, uint64_t now)
 	    ok.slot_size != l->slot_size) {
 		close_fd(&fds[1]);
 		close_fd(&fds[2]);
+		close_fd(&fds[3]);
 		client_fail(l->bus, -EPROTO, "malformed resume reply");
 		back_off(l, now);
 		return;
@@ -178,6 +221,8 @@ static void finish_resume(struct link *l, uint64_t now)
 	l->pending = -1;
 	l->wake_fd = fds[1];
 	l->space_fd = fds[2];
+	/* Without it (a bad one) we write wake_fd instead: only slower. */
+	(void)link_map_ready(l, fds[3], ok.ready_bit);
 	watch(l, l->space_fd, EPOLLIN);
 	l->state = LINK_LIVE;
 	l->backoff_ms = 0;

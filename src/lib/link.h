@@ -26,6 +26,11 @@ struct link {
 	int epoll_fd; /* expbus_producer_fd: sock or pending, space, retry */
 	int retry_fd; /* timerfd: LOST and the next connect is due */
 	int ring_fd;  /* the ring, handed to each new broker */
+	/* The broker's ready set (ready_set.h), mapped: our word in it and our
+	 * bit. NULL without one: RING_WAKE_MARK then writes wake_fd. */
+	struct ready_set *ready;
+	_Atomic uint64_t *ready_word;
+	uint64_t ready_mask;
 	uint32_t capacity, slot_size; /* a resume reply must match these */
 	uint32_t resumes;	      /* successful resumes, for tests */
 	unsigned backoff_ms;
@@ -46,8 +51,14 @@ int link_init(struct link *l, struct expbus *bus, int sock, int wake_fd,
 	      const struct schema *schema, uint32_t capacity,
 	      uint32_t slot_size);
 
-/* Closes every fd the link holds. */
+/* Closes every fd the link holds and unmaps its ready set. */
 void link_close(struct link *l);
+
+/* Maps the ready set a broker sent (fd, closed here) with our bit in it.
+ * One that is not a sealed memfd of READY_SET_SIZE bytes with a header
+ * we understand is left alone: the link then has none, which only costs
+ * a syscall per wakeup. Returns 0 or a negative errno. */
+int link_map_ready(struct link *l, int fd, uint32_t bit);
 
 /* Does whatever is due at now without blocking: looks for a hang-up (at
  * most every 100 ms while live), connects and sends ATTACH_RESUME once the

@@ -10,6 +10,7 @@
 
 #include "client.h"
 #include "link.h"
+#include "ready_set.h"
 #include "ring.h"
 #include "schema.h"
 #include "shm.h"
@@ -89,7 +90,7 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 	struct msg_ok_attach ok;
 	struct expbus_producer *p;
 	char err_text[512];
-	int fds[3] = {-1, -1, -1}, err, len, sock;
+	int fds[4] = {-1, -1, -1, -1}, err, len, sock;
 	ssize_t n;
 
 	if (!stream || strlen(stream) >= NAME_MAX_LEN)
@@ -123,7 +124,7 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 		goto fail;
 	}
 	req.m.ring_slots = opts ? opts->ring_slots : 0;
-	req.m.flags = 0;
+	req.m.flags = ATTACH_READY;
 	req.m.schema_len = (uint32_t)len;
 	p->flags = opts ? opts->flags : 0;
 	proto_header(&req.m.h, MSG_ATTACH, sizeof(req.m) + (size_t)len);
@@ -133,7 +134,7 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 		goto fail;
 	}
 	n = client_request(bus, sock, &req, sizeof(req.m) + (size_t)len,
-			   MSG_OK_ATTACH, &ok, sizeof(ok), fds, 3);
+			   MSG_OK_ATTACH, &ok, sizeof(ok), fds, 4);
 	if (n < 0) {
 		(void)close(sock);
 		err = (int)n;
@@ -143,11 +144,13 @@ int expbus_producer_attach(struct expbus *bus, const char *stream,
 			&p->schema, ok.capacity, ok.slot_size);
 	if (err < 0) {
 		(void)close(sock);
-		proto_close_fds(fds, 3);
+		proto_close_fds(fds, 4);
 		client_fail(bus, err, "cannot set up the producer: %s",
 			    strerror(-err));
 		goto fail;
 	}
+	/* Without it (a bad one) commits write the eventfd: only slower. */
+	(void)link_map_ready(&p->link, fds[3], ok.ready_bit);
 	if (n != sizeof(ok) || ok.data_size != p->schema.data_size) {
 		err = client_fail(bus, -EPROTO, "malformed attach reply");
 		goto fail;
@@ -328,12 +331,26 @@ int expbus_commit(struct expbus_producer *p, unsigned n)
 	p->reserved -= n;
 	/* The only syscall commit makes: the wakeup, when the broker sleeps
 	 * (none while no broker serves us: a new one looks at the ring when
-	 * it takes it over). */
-	if (ring_producer_commit(&p->ring, n) && p->link.wake_fd >= 0) {
-		uint64_t one = 1;
-		/* Nothing to do on failure: the broker also wakes on a timer.
-		 */
-		(void)!write(p->link.wake_fd, &one, sizeof(one));
+	 * it takes it over). A broker that comes back on its tick wants no
+	 * syscall, only our bit in its ready set. */
+	switch (ring_producer_commit(&p->ring, n)) {
+	case RING_WAKE_NONE:
+		break;
+	case RING_WAKE_MARK:
+		if (p->link.ready_word) {
+			ready_mark(p->link.ready_word, p->link.ready_mask);
+			break;
+		}
+		/* No ready set: the eventfd instead. */
+		__attribute__((fallthrough));
+	case RING_WAKE_EVENTFD:
+		if (p->link.wake_fd >= 0) {
+			uint64_t one = 1;
+			/* Nothing to do on failure: the broker also wakes on
+			 * a timer. */
+			(void)!write(p->link.wake_fd, &one, sizeof(one));
+		}
+		break;
 	}
 	return 0;
 }

@@ -97,7 +97,7 @@ int proto_check_attach(const void *buf, size_t len, int nfds, char *err,
 			 len);
 		return -EBADMSG;
 	}
-	if ((m->flags & ~ATTACH_RESUME) ||
+	if ((m->flags & ~(ATTACH_RESUME | ATTACH_READY)) ||
 	    !(m->flags & ATTACH_RESUME) != (nfds == 0) || nfds > 1) {
 		snprintf(err, errlen,
 			 "attach flags 0x%x do not match the %d fd(s) sent",

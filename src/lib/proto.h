@@ -47,11 +47,14 @@ _Static_assert(sizeof(struct msg_header) == 16, "msg_header");
  * ATTACH_RESUME, exactly one fd comes along: the ring a previous broker
  * gave this producer, which the new broker validates and takes over. */
 #define ATTACH_RESUME (1u << 0)
+/* The producer can mark a ready set (ready_set.h): the reply then carries it
+ * as a fourth fd, and its bit in msg_ok_attach.ready_bit. */
+#define ATTACH_READY (1u << 1)
 struct msg_attach {
 	struct msg_header h;
 	char stream[NAME_MAX_LEN];
 	uint32_t ring_slots; /* 0: broker's default */
-	uint32_t flags;	     /* ATTACH_RESUME */
+	uint32_t flags;	     /* ATTACH_RESUME, ATTACH_READY */
 	uint32_t schema_len;
 	uint32_t pad;
 };
@@ -83,7 +86,8 @@ struct msg_stats {
 	struct msg_header h;
 };
 
-/* fds: producer ring, broker wakeup eventfd, space eventfd. */
+/* fds: producer ring, broker wakeup eventfd, space eventfd, and with
+ * ATTACH_READY the ready set (READY_SET_SIZE bytes). */
 struct msg_ok_attach {
 	struct msg_header h;
 	uint32_t producer_id;
@@ -92,7 +96,8 @@ struct msg_ok_attach {
 	uint32_t data_size;
 	uint64_t segment_size;
 	uint64_t schema_hash;
-	uint64_t pad;
+	uint32_t ready_bit; /* ATTACH_READY: ours in the ready set */
+	uint32_t pad;
 };
 _Static_assert(sizeof(struct msg_ok_attach) == 56, "msg_ok_attach");
 

@@ -24,6 +24,12 @@
  * producer). That is a hint, not the protocol above: a wakeup it misses
  * costs the wait for the consumer's timer, nothing more.
  *
+ * A consumer that looks at a ready set every tick may park the ring with
+ * RING_READY instead of 1: the same Dekker pair, but the waker marks its
+ * bit in the ready set (ready_set.h) rather than writing the eventfd, unless
+ * the commit fills the ring past half (as with RING_WATCH_HALF). The
+ * consumer sees the bit at its next tick, then looks at the ring.
+ *
  * A consumer may hold what it read (its head does not move) until more
  * comes. So a producer about to wait on its full ring, its own flag up and
  * fenced, wakes a consumer whose flag is 1 or RING_WATCH_HELD (watching,
@@ -116,26 +122,35 @@ int ring_producer_free(struct ring *r, uint64_t skip, uint64_t n)
 	return clamp_contiguous(r, skip, avail - skip, n);
 }
 
-bool ring_producer_commit(struct ring *r, uint64_t n)
+enum ring_wake ring_producer_commit(struct ring *r, uint64_t n)
 {
 	uint64_t before = r->pos, head, half = r->capacity / 2;
 	uint32_t flag;
+	bool crosses_half;
 
 	r->pos += n;
 	/* Release: the slot contents written before become visible to a
 	 * consumer that load-acquires this tail. */
 	atomic_store_explicit(&r->prod->pos, r->pos, memory_order_release);
 	/* Seq_cst fence: orders the tail store before the load of the
-	 * consumer's sleeping flag (the waker half of Dekker, see top). */
+	 * consumer's sleeping flag (the waker half of Dekker, see top).
+	 * Acquire: pairs with the store-release of RING_READY in
+	 * ring_consumer_prepare_ready, so that the bits the consumer took
+	 * from the ready set before it parked the ring are seen taken
+	 * (ready_mark then sets ours again). */
 	atomic_thread_fence(memory_order_seq_cst);
-	flag = atomic_load_explicit(&r->cons->sleeping, memory_order_relaxed);
-	if (flag != RING_WATCH_HALF && flag != RING_WATCH_HELD)
-		return flag != 0;
+	flag = atomic_load_explicit(&r->cons->sleeping, memory_order_acquire);
+	if (flag != RING_WATCH_HALF && flag != RING_WATCH_HELD &&
+	    flag != RING_READY)
+		return flag != 0 ? RING_WAKE_EVENTFD : RING_WAKE_NONE;
 	/* Relaxed: only a hint (see top); the head does not move while the
 	 * consumer waits for its timer, so this load hits the cache. A head
 	 * the consumer made up only moves the wakeup. */
 	head = atomic_load_explicit(&r->cons->pos, memory_order_relaxed);
-	return before - head < half && r->pos - head >= half;
+	crosses_half = before - head < half && r->pos - head >= half;
+	if (flag == RING_READY)
+		return crosses_half ? RING_WAKE_EVENTFD : RING_WAKE_MARK;
+	return crosses_half ? RING_WAKE_EVENTFD : RING_WAKE_NONE;
 }
 
 bool ring_producer_full_wakes(const struct ring *r)
@@ -198,6 +213,19 @@ int ring_consumer_prepare_sleep(struct ring *r, uint64_t skip)
 	/* Relaxed store then seq_cst fence: the sleeper half of Dekker; the
 	 * fence keeps the flag store before the tail load that follows. */
 	atomic_store_explicit(&r->cons->sleeping, 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
+	return ring_consumer_ready(r, skip, UINT64_MAX);
+}
+
+int ring_consumer_prepare_ready(struct ring *r, uint64_t skip)
+{
+	/* Release: pairs with the producer's load-acquire of the flag in
+	 * ring_producer_commit (the ready set's words we cleared before are
+	 * seen cleared). Seq_cst fence: the sleeper half of Dekker, as in
+	 * ring_consumer_prepare_sleep; a commit we do not see below sees
+	 * RING_READY and marks the ready set. */
+	atomic_store_explicit(&r->cons->sleeping, RING_READY,
+			      memory_order_release);
 	atomic_thread_fence(memory_order_seq_cst);
 	return ring_consumer_ready(r, skip, UINT64_MAX);
 }

@@ -47,9 +47,17 @@ static inline void *ring_slot(const struct ring *r, uint64_t pos)
  * (behind what it was, or ahead of the tail). */
 int ring_producer_free(struct ring *r, uint64_t skip, uint64_t n);
 
-/* Producer: publishes n more slots (tail += n, store-release). Returns true
- * when the consumer sleeps and must be woken. */
-bool ring_producer_commit(struct ring *r, uint64_t n);
+/* What a commit asks of its producer. */
+enum ring_wake {
+	RING_WAKE_NONE = 0,
+	RING_WAKE_EVENTFD = 1, /* the consumer sleeps: write its eventfd */
+	RING_WAKE_MARK = 2,    /* RING_READY: set our bit in the ready set */
+};
+/* Producer: publishes n more slots (tail += n, store-release). Returns
+ * how the consumer must be told: nothing, its eventfd, or (a ring parked
+ * with RING_READY, unless the commit fills it past half) the ready set. A
+ * producer without a ready set writes the eventfd for RING_WAKE_MARK. */
+enum ring_wake ring_producer_commit(struct ring *r, uint64_t n);
 /* Producer about to wait on its full ring, its flag up: whether the
  * consumer sleeps (flag 1) or watches holding what it read
  * (RING_WATCH_HELD), and must be woken: it may hold what it read until we
@@ -86,6 +94,14 @@ void ring_consumer_sleep_done(struct ring *r);
 #define RING_WATCH_HALF 2u
 #define RING_WATCH_HELD 3u
 void ring_consumer_watch(struct ring *r, uint32_t how);
+/* Consumer that looks at a ready set once a tick (ready_set.h): parks the
+ * ring with RING_READY, so that a commit marks the producer's bit in the
+ * set, and rings the eventfd only when it fills the ring past half or the
+ * producer waits on it full. Flag up (store-release), fence, look again:
+ * returns what ring_consumer_ready would (> 0: do not park; call
+ * ring_consumer_sleep_done). Only for a producer that has a ready set. */
+#define RING_READY 4u
+int ring_consumer_prepare_ready(struct ring *r, uint64_t skip);
 /* Consumer: whether the producer has raised its flag to wait for free
  * slots (a hint: it may be about to find some). */
 bool ring_consumer_producer_waits(const struct ring *r);

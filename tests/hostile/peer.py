@@ -19,6 +19,8 @@ from expbus import _proto as P  # noqa: E402
 MSG_ATTACH_S = struct.Struct("<IHHII64sIIII")  # struct msg_attach
 MSG_OK_ATTACH_S = struct.Struct("<IHHIIIIIIQQQ")  # struct msg_ok_attach
 ATTACH_RESUME = 1
+ATTACH_READY = 2
+READY_SET_SIZE = 4096
 F_ADD_SEALS = 1033
 MFD_ALLOW_SEALING = 2
 # struct producer_ring: seg_header, capacity, slot_size, data_size,
@@ -93,9 +95,11 @@ class Attached:
     and fds (ring, broker wakeup, space eventfd) and the ring mapped
     writable."""
 
-    def __init__(self, path, stream, schema, ring_slots=0, resume_fd=None):
+    def __init__(self, path, stream, schema, ring_slots=0, resume_fd=None,
+                 flags=0):
         self.sock = connect(path)
-        flags = ATTACH_RESUME if resume_fd is not None else 0
+        if resume_fd is not None:
+            flags |= ATTACH_RESUME
         send(self.sock, attach_request(stream, schema, ring_slots, flags),
              [resume_fd] if resume_fd is not None else [])
         try:
@@ -192,6 +196,36 @@ def scribble_ring(path, stream, secs):
     return 3
 
 
+def scribble_ready(path, stream, secs):
+    """A producer that asks for a ready set (ATTACH_READY) and writes
+    random bytes over all of it, header and every producer's bit, ringing
+    its bell now and then. That is allowed (a bit is a hint): it is not
+    disconnected, and the others' records are late at most."""
+    import time
+    p = Attached(path, stream, DEFAULT_SCHEMA, ring_slots=64,
+                 flags=ATTACH_READY)
+    if len(p.fds) != 4:
+        print(f"no ready set: {len(p.fds)} fds")
+        return 4
+    ready = mmap.mmap(p.fds[3], READY_SET_SIZE, mmap.MAP_SHARED,
+                      mmap.PROT_READ | mmap.PROT_WRITE)
+    end = time.monotonic() + secs
+    n = 0
+    while time.monotonic() < end:
+        ready[:] = os.urandom(len(ready))
+        n += 1
+        if n % 16 == 0:
+            poke(p.fds[1])
+        if hung_up(p.sock):
+            print("disconnected")
+            return 3
+        time.sleep(0.001)
+    print(f"scribbled {n} times")
+    ready.close()
+    p.close()
+    return 0
+
+
 def scribble_release(path, stream, secs):
     """A subscriber writing random bytes into its release page."""
     import time
@@ -284,6 +318,7 @@ def thief(path, stream, secs):
 
 
 MODES = {"scribble-ring": scribble_ring, "scribble-release": scribble_release,
+         "scribble-ready": scribble_ready,
          "resume-race": resume_race, "thief": thief}
 
 if __name__ == "__main__":

@@ -55,6 +55,17 @@ def test_release_page_scribbler_is_disconnected(broker, tmp_path):
     end(broker, honest, base)
 
 
+def test_ready_set_scribbler_costs_the_others_nothing_but_looks(
+        broker, tmp_path):
+    base = broker.baseline()
+    honest = Honest(broker, tmp_path)
+    bad = run_peer(broker, "scribble-ready", "hostile", SECS)
+    rc, out, err = finish(bad)
+    assert rc == 0, f"{out}{err}"
+    assert "scribbled" in out, out
+    end(broker, honest, base)
+
+
 def test_resume_race_with_a_changing_ring_never_hurts_the_broker(
         broker, tmp_path):
     base = broker.baseline()
