@@ -225,9 +225,12 @@ Test(doorbell, a_tick_looks_at_the_rings_marked_in_the_ready_set)
 	cr_log_info("%llu ring visits in %llu passes for %llu records",
 		    (unsigned long long)(v1 - v0),
 		    (unsigned long long)(l1 - l0), (unsigned long long)records);
-	/* About two visits a record: the pass that takes it, and the one a
-	 * tick later that parks its ring on the ready set again. */
-	cr_assert_leq(v1 - v0, 4 * records + l1 - l0,
+	/* A few visits a record: the pass that takes it, the passes right
+	 * after it (a release, a hang-up), and the one a tick later that
+	 * parks its ring on the ready set again; measured 2.2 to 4.4. A
+	 * broker that kept these rings active looked at all 200 every tick:
+	 * 83,363 visits for 4,000 records. */
+	cr_assert_leq(v1 - v0, 8 * records + l1 - l0,
 		      "%llu ring visits in %llu passes for %llu records",
 		      (unsigned long long)(v1 - v0),
 		      (unsigned long long)(l1 - l0),

@@ -375,37 +375,42 @@ void producer_deactivate(struct broker *b, struct producer *p)
 	p->active_at = NOT_ACTIVE;
 }
 
-bool producer_park(struct broker *b, struct producer *p)
+/* The sleeper half of ring.c's protocol, per ring: flag up (1, or
+ * RING_READY), fence, a last look at the tail (past what was taken).
+ * Returns true when the ring may be parked: a commit after that look sees
+ * the flag and rings the doorbell (or marks the ready set). With news
+ * after all (or an impossible tail, which the data path reports), or a
+ * producer waiting for batches we hold (its flag, looked at after ours:
+ * ring.c), lowers the flag again and returns false. */
+static bool flag_up(struct producer *p, uint32_t how)
 {
-	/* The sleeper half of ring.c's protocol, per ring: flag up, fence,
-	 * look at the tail once more (past what was taken). A commit after
-	 * that look sees the flag and rings the doorbell. */
-	p->watching = 0; /* its flag is 1 now, or 0 below */
-	if (ring_consumer_prepare_sleep(&p->ring, p->taken - p->ring.pos) !=
-		0 ||
-	    hold_blocks_producer(p)) {
-		/* News after all (or an impossible tail, which the data path
-		 * reports), or a producer waiting for batches we hold (its
-		 * flag, looked at after ours: ring.c): stay active, flag
-		 * down. */
+	uint64_t skip = p->taken - p->ring.pos;
+	int news = how == RING_READY
+		       ? ring_consumer_prepare_ready(&p->ring, skip)
+		       : ring_consumer_prepare_sleep(&p->ring, skip);
+
+	p->watching = 0; /* its flag is `how` now, or 0 below */
+	if (news != 0 || hold_blocks_producer(p)) {
 		ring_consumer_sleep_done(&p->ring);
 		return false;
 	}
+	return true;
+}
+
+bool producer_park(struct broker *b, struct producer *p)
+{
+	if (!flag_up(p, 1))
+		return false;
 	producer_deactivate(b, p);
 	return true;
 }
 
 bool producer_ready_park(struct broker *b, struct producer *p)
 {
-	/* As producer_park, with RING_READY: a commit after our look marks
-	 * its bit in the ready set, which the next pass takes. */
-	p->watching = 0;
-	if (ring_consumer_prepare_ready(&p->ring, p->taken - p->ring.pos) !=
-		0 ||
-	    hold_blocks_producer(p)) {
-		ring_consumer_sleep_done(&p->ring);
+	/* A commit after our look marks its bit in the ready set, which the
+	 * next pass takes. */
+	if (!flag_up(p, RING_READY))
 		return false;
-	}
 	producer_deactivate(b, p);
 	p->ready_parked = true;
 	p->parked_ns = b->now_ns;
@@ -427,11 +432,8 @@ void producer_ready_expire(struct broker *b, uint64_t before)
 	/* Oldest first: the list is in the order they were parked. */
 	while ((p = b->ready_parked_head) && p->parked_ns < before) {
 		unlink_ready_parked(b, p);
-		/* Flag 1, fence, a last look (ring.c): news, or a game that
-		 * waits for batches we hold, and it is active again. */
-		if (ring_consumer_prepare_sleep(&p->ring,
-						p->taken - p->ring.pos) != 0 ||
-		    hold_blocks_producer(p))
+		/* Parked for good, unless it has news after all. */
+		if (!flag_up(p, 1))
 			producer_activate(b, p);
 	}
 }
