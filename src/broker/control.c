@@ -104,10 +104,9 @@ static void handle_attach(struct broker *b, struct conn *c, const void *buf,
 	}
 	/* Its bit in its uid's ready set: then a commit into its parked ring
 	 * costs it no syscall while the broker coalesces (ready.c). */
-	if ((m->flags & ATTACH_READY) && (e = ready_join(b, p, c->uid)) < 0) {
-		proto_send_error(c->fd, -e,
-				 "broker cannot make a ready set: %s",
-				 strerror(-e));
+	if ((m->flags & ATTACH_READY) &&
+	    (e = ready_join(b, p, c->uid, err, sizeof(err))) < 0) {
+		proto_send_error(c->fd, -e, "%s", err);
 		(void)close(fds[0]);
 		producer_free(b, p);
 		goto out;

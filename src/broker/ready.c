@@ -4,9 +4,12 @@
  * wait until the broker parks that ring for good and looks at it again
  * (producer_ready_expire). */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "ready.h"
 #include "ready_set.h"
 #include "segments.h"
@@ -20,23 +23,32 @@ static struct ready *find(struct broker *b, uid_t uid)
 	return NULL;
 }
 
-static struct ready *create(struct broker *b, uid_t uid)
+static int create(struct broker *b, uid_t uid, struct ready **out, char *err,
+		  size_t errlen)
 {
-	struct ready *r = calloc(1, sizeof(*r));
-	int fd;
+	struct ready *r;
+	int fd, e;
 
-	if (!r)
-		return NULL;
-	fd = segment_ready_set(&r->page);
+	/* A page, counted like every ring and release page. */
+	e = budget_charge(&b->budget, READY_SET_SIZE, "a ready set", err,
+			  errlen);
+	if (e < 0)
+		return e;
+	r = calloc(1, sizeof(*r));
+	fd = r ? segment_ready_set(&r->page) : -ENOMEM;
 	if (fd < 0) {
 		free(r);
-		return NULL;
+		budget_refund(&b->budget, READY_SET_SIZE);
+		snprintf(err, errlen, "cannot make a ready set: %s",
+			 strerror(-fd));
+		return fd;
 	}
 	r->fd = fd;
 	r->uid = uid;
 	r->next = b->ready_sets;
 	b->ready_sets = r;
-	return r;
+	*out = r;
+	return 0;
 }
 
 static void destroy(struct broker *b, struct ready *r)
@@ -50,14 +62,17 @@ static void destroy(struct broker *b, struct ready *r)
 	shm_unmap(r->page, READY_SET_SIZE);
 	(void)close(r->fd);
 	free(r);
+	budget_refund(&b->budget, READY_SET_SIZE);
 }
 
-int ready_join(struct broker *b, struct producer *p, uid_t uid)
+int ready_join(struct broker *b, struct producer *p, uid_t uid, char *err,
+	       size_t errlen)
 {
 	struct ready *r = find(b, uid);
+	int e;
 
-	if (!r && !(r = create(b, uid)))
-		return -ENOMEM;
+	if (!r && (e = create(b, uid, &r, err, errlen)) < 0)
+		return e;
 	/* A set has a bit for every producer the broker may serve. */
 	for (uint32_t w = 0; w < READY_BITS / 64; w++) {
 		uint32_t bit;
@@ -74,6 +89,9 @@ int ready_join(struct broker *b, struct producer *p, uid_t uid)
 	}
 	if (!r->n_users)
 		destroy(b, r);
+	snprintf(err, errlen,
+		 "all %d bits of the ready set of uid %d are taken", READY_BITS,
+		 (int)uid);
 	return -EMFILE;
 }
 

@@ -18,9 +18,11 @@ struct ready {
 	struct producer *owner[READY_BITS];
 };
 
-/* Gives p a bit in the ready set of uid (made on first use): p->ready and
- * p->ready_bit. Returns 0 or -errno (out of memory). */
-int ready_join(struct broker *b, struct producer *p, uid_t uid);
+/* Gives p a bit in the ready set of uid (made on first use, a page counted
+ * against --shm-budget): p->ready and p->ready_bit. Returns 0, or -errno
+ * (-ENOSPC: the budget is spent; -ENOMEM) with the reason in err. */
+int ready_join(struct broker *b, struct producer *p, uid_t uid, char *err,
+	       size_t errlen);
 /* Gives p's bit back; the set goes with its last user. */
 void ready_leave(struct broker *b, struct producer *p);
 /* Takes the marked bits of every set and calls fn with the owner of each
