@@ -260,7 +260,6 @@ struct broker {
 	 * marked bits instead of visiting it; after COALESCE_PARK_TICKS it
 	 * is parked for good (flag 1, its doorbell). */
 	struct producer *ready_parked_head, *ready_parked_tail;
-	uint32_t n_ready_parked;
 	struct ready *ready_sets; /* one per uid (ready.c) */
 	/* Producers whose head may move at the next hold_release_heads;
 	 * room for every producer (grown with active). */

@@ -232,7 +232,7 @@ static void sleep_until(struct broker *b, uint64_t deadline, bool coalesce)
 	/* With no active ring and none parked on a ready set there is
 	 * nothing for a tick to look at. Without a tick, nobody would take
 	 * the ready sets' bits: their rings are parked for good first. */
-	coalesce = coalesce && (b->n_active || b->n_ready_parked);
+	coalesce = coalesce && (b->n_active || b->ready_parked_head);
 	if (!coalesce)
 		producer_ready_expire(b, UINT64_MAX);
 	if (wait > MAX_SLEEP_NS)

@@ -333,7 +333,6 @@ static void unlink_ready_parked(struct broker *b, struct producer *p)
 		b->ready_parked_tail = p->parked_prev;
 	p->parked_prev = p->parked_next = NULL;
 	p->ready_parked = false;
-	b->n_ready_parked--;
 }
 
 void producer_free(struct broker *b, struct producer *p)
@@ -421,7 +420,6 @@ bool producer_ready_park(struct broker *b, struct producer *p)
 	else
 		b->ready_parked_head = p;
 	b->ready_parked_tail = p;
-	b->n_ready_parked++;
 	return true;
 }
 
