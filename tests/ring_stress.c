@@ -17,7 +17,9 @@
 struct shared {
 	struct ring_side prod;
 	struct ring_side cons;
-	_Atomic uint64_t ready; /* a ready set's word; the ring's bit is 1 */
+	/* A ready set's word (the ring's bit is 1), on a line of its own as
+	 * in a real ready set. */
+	_Atomic uint64_t ready;
 	uint8_t pad[CACHE_LINE - 8];
 	uint64_t slots[];
 };
@@ -191,7 +193,6 @@ void stress_run(struct stress *st)
 {
 	pthread_t a, b;
 
-	/* The ready word has its own line, as in a real ready set. */
 	st->s = aligned_alloc(64, align_up(sizeof(*st->s) + st->cap * 8, 64));
 	memset(st->s, 0, sizeof(*st->s) + st->cap * 8);
 	st->prod_efd = eventfd(0, EFD_CLOEXEC);

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "python"))
 from expbus import _proto as P  # noqa: E402
 
 MSG_ATTACH_S = struct.Struct("<IHHII64sIIII")  # struct msg_attach
-MSG_OK_ATTACH_S = struct.Struct("<IHHIIIIIIQQQ")  # struct msg_ok_attach
+MSG_OK_ATTACH_S = struct.Struct("<IHHIIIIIIQQII")  # struct msg_ok_attach
 ATTACH_RESUME = 1
 ATTACH_READY = 2
 READY_SET_SIZE = 4096
@@ -108,7 +108,8 @@ class Attached:
             self.sock.close()
             raise
         (*_, self.id, self.capacity, self.slot_size, self.data_size,
-         self.segment_size, self.schema_hash, _pad) = MSG_OK_ATTACH_S.unpack(
+         self.segment_size, self.schema_hash, self.ready_bit,
+         _pad) = MSG_OK_ATTACH_S.unpack(
             msg)
         self.ring = mmap.mmap(self.fds[0], self.segment_size,
                               mmap.MAP_SHARED,
