@@ -84,6 +84,17 @@ struct expbus;
 EXPBUS_API int expbus_new(const char *socket_path, struct expbus **ret);
 EXPBUS_API struct expbus *expbus_free(struct expbus *bus);
 
+/* How long a producer of this context whose ring is full looks again for
+ * free slots, yielding its CPU before each look, before it sleeps until
+ * the broker frees some (expbus_reserve and expbus_write with a timeout).
+ * The default, 50 us, is about what a sleep and a wakeup cost on a small
+ * VM: a broker that keeps up frees slots sooner, and the game keeps its
+ * CPU instead of being woken on the broker's. 0 sleeps at once (a game
+ * that would rather give its CPU away than hold it for that long). At
+ * most 10,000 us: -EINVAL above. Applies to the waits that start after
+ * the call; call it before sharing the context between threads. */
+EXPBUS_API int expbus_set_spin_us(struct expbus *bus, unsigned us);
+
 /* The reason for the last failure on this context or on a producer or
  * consumer made from it; "" if none. Valid until the next call. */
 EXPBUS_API const char *expbus_last_error(const struct expbus *bus);

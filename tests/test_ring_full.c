@@ -9,6 +9,7 @@
  * 200 ms timer, which the second test measures), and its deadline (20 s)
  * is many times what it needs. */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -164,4 +165,32 @@ Test(ring_full, a_watching_broker_hears_of_a_full_ring)
 		     "the game waited %llu ms on its full ring: the broker "
 		     "did not hear of it",
 		     (unsigned long long)longest);
+}
+
+Test(ring_full, a_game_that_sleeps_at_once_is_heard_as_well)
+{
+	enum { ROUNDS = 12 };
+	uint64_t longest;
+
+	/* As above, with the game's look-again budget off
+	 * (expbus_set_spin_us 0): it raises its flag and sleeps at once,
+	 * and the broker still hears of the full ring. */
+	start(NULL);
+	cr_assert_eq(expbus_set_spin_us(bus, 0), 0);
+	cr_expect_eq(deliver("nospin", 256, 256, 256 * ROUNDS, true, &longest),
+		     0);
+	cr_expect_lt(longest, 100,
+		     "the game waited %llu ms on its full ring: the broker "
+		     "did not hear of it",
+		     (unsigned long long)longest);
+}
+
+Test(ring_full, a_spin_longer_than_10_ms_is_refused_with_the_limit)
+{
+	start(NULL);
+	cr_assert_eq(expbus_set_spin_us(bus, 10000), 0);
+	cr_assert_eq(expbus_set_spin_us(bus, 10001), -EINVAL);
+	cr_assert_not_null(strstr(expbus_last_error(bus), "10000 us"),
+			   "the message does not name the limit: %s",
+			   expbus_last_error(bus));
 }

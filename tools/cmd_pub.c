@@ -48,6 +48,7 @@ struct pub_opts {
 	uint32_t batch;
 	bool nonblock;
 	uint32_t ring_slots;
+	uint32_t spin_us;
 	uint32_t wait_subs;
 	uint32_t wait_ms;
 	bool together;
@@ -241,7 +242,10 @@ static void child(const struct pub_opts *o, uint32_t k, int fd,
 			 strerror(-err));
 		goto out;
 	}
-	err = expbus_producer_attach(bus, o->stream, o->schema, &popts, &p);
+	err = expbus_set_spin_us(bus, o->spin_us);
+	if (err >= 0)
+		err = expbus_producer_attach(bus, o->stream, o->schema, &popts,
+					     &p);
 	if (err < 0) {
 		if (o->together)
 			gate_pass(&gate[GATE_START], o->producers, o->wait_ms);
@@ -482,6 +486,14 @@ static int parse(int argc, char **argv, struct pub_opts *o)
 	     .metavar = "N",
 	     .help = "slots in each ring, a power of two (default:\n"
 		     "the broker's)"},
+	    {.name = "spin-us",
+	     .kind = OPTION_U32,
+	     .target = &o->spin_us,
+	     .max = 10000,
+	     .metavar = "US",
+	     .help = "on a full ring, look again for US before\n"
+		     "sleeping, yielding the CPU between looks\n"
+		     "(default 50; 0: sleep at once)"},
 	    {.name = "wait-subs",
 	     .kind = OPTION_U32,
 	     .target = &o->wait_subs,
@@ -616,6 +628,7 @@ int cmd_pub(const char *socket, int argc, char **argv)
 	    .count = 100000,
 	    .pt = {.games = 4, .episode_len = 100, .players = 2},
 	    .batch = 64,
+	    .spin_us = 50,
 	    .wait_ms = 5000,
 	};
 	struct sigaction sa = {.sa_handler = on_signal};

@@ -2,6 +2,7 @@
  * exchange on a fresh connection, shared by producers and consumers. */
 #include "client.h"
 #include "ring.h"
+#include "spin.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -31,7 +32,18 @@ int expbus_new(const char *socket_path, struct expbus **ret)
 		free(bus);
 		return -ENAMETOOLONG;
 	}
+	bus->spin_ns = SPIN_DEFAULT_NS;
 	*ret = bus;
+	return 0;
+}
+
+int expbus_set_spin_us(struct expbus *bus, unsigned us)
+{
+	if ((uint64_t)us * 1000u > SPIN_MAX_NS)
+		return client_fail(bus, -EINVAL,
+				   "spin of %u us refused: at most %u us", us,
+				   SPIN_MAX_NS / 1000u);
+	bus->spin_ns = (uint32_t)us * 1000u;
 	return 0;
 }
 
@@ -172,13 +184,20 @@ void client_ring_full(const struct ring *r, int wake_fd)
 }
 
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
-		      int wake_fd, int sock, uint64_t deadline)
+		      int wake_fd, int sock, uint64_t deadline,
+		      uint64_t spin_ns)
 {
 	int left = -1, n;
 	uint64_t junk;
 
 	n = producer ? ring_producer_prepare_sleep(r, skip)
 		     : ring_consumer_prepare_sleep(r, skip);
+	/* The broker may hold what it took until it publishes: it learns
+	 * here that we wait for it (ring.c), before we look again. */
+	if (n == 0 && producer)
+		client_ring_full(r, wake_fd);
+	if (n == 0)
+		n = ring_spin(r, producer, skip, spin_ns);
 	if (n == 0 && deadline) {
 		uint64_t now = client_now_ns();
 		if (now >= deadline)
@@ -186,10 +205,6 @@ int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
 		else
 			left = (int)((deadline - now + 999999) / 1000000);
 	}
-	/* The broker may hold what it took until it publishes: it learns
-	 * here that we wait for it (ring.c). */
-	if (n == 0 && producer)
-		client_ring_full(r, wake_fd);
 	if (n == 0) {
 		n = client_wait(efd, sock, left);
 		if (n > 0) /* drain the eventfd; EAGAIN: someone else did */

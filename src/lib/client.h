@@ -14,6 +14,7 @@
 struct expbus {
 	char socket_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	char error[PROTO_ERROR_TEXT + 256];
+	uint32_t spin_ns; /* a producer's look-again budget (spin.c) */
 };
 
 /* Records a failure message on the context; returns err for chaining. */
@@ -52,12 +53,14 @@ struct ring;
  * than deadline (CLOCK_MONOTONIC ns; 0: none). A producer passes the
  * broker's wake fd as wake_fd (consumers -1): with its flag up and the
  * ring still full, it wakes a broker whose flag asks for it
- * (ring_producer_full_wakes).
+ * (ring_producer_full_wakes). With its flag up it first looks again for
+ * up to spin_ns (spin.c; 0: sleeps at once).
  * Returns > 0 when slots are ready (consumer) or free (producer) after
  * all, 0 after a wakeup (look again), -ETIMEDOUT, -EPIPE (the broker hung
  * up), -EPROTO (impossible counter), -EINTR, or another negative errno. */
 int client_ring_sleep(struct ring *r, int producer, uint64_t skip, int efd,
-		      int wake_fd, int sock, uint64_t deadline);
+		      int wake_fd, int sock, uint64_t deadline,
+		      uint64_t spin_ns);
 
 /* A producer whose ring is full and whose flag is up: writes wake_fd (the
  * broker's; -1: none) when the broker's flag asks for it

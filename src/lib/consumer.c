@@ -536,7 +536,7 @@ int expbus_next_batch(struct expbus_consumer *c, int timeout_ms,
 					? -EPIPE
 					: client_ring_sleep(
 					      &g->ring, 0, g->held, g->event_fd,
-					      -1, g->sock, deadline);
+					      -1, g->sock, deadline, 0);
 				if (r >= 0)
 					continue;
 				if (r != -EPIPE)

@@ -239,7 +239,7 @@ static int wait_for_space(struct expbus_producer *p, int timeout_ms)
 		if (l->state == LINK_LIVE) {
 			r = client_ring_sleep(&p->ring, 1, p->reserved,
 					      l->space_fd, l->wake_fd, l->sock,
-					      deadline);
+					      deadline, p->bus->spin_ns);
 			if (r == 0)
 				continue;
 			if (r == -EPROTO)
